@@ -1,0 +1,43 @@
+"""A map-style dataset of image paths with optional binary targets and a uint8 image cache."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from attrnet.data.images import read_image, read_images
+
+
+class AttributeImageDataset(Dataset):
+    """Yields ``{"image", "target", "index"}``; decoded images can be cached in memory.
+
+    With ``cache=True`` every image is decoded and resized once into a single uint8 tensor,
+    which DataLoader workers share copy-on-write.
+    """
+
+    def __init__(
+        self,
+        paths: list[str],
+        targets: np.ndarray | None,
+        size: tuple[int, int],
+        transform: Callable[[torch.Tensor], torch.Tensor],
+        cache: bool = False,
+    ) -> None:
+        self.paths = list(paths)
+        self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.float32)
+        self.size = tuple(size)
+        self.transform = transform
+        self.images = read_images(self.paths, self.size) if cache else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
+        image = self.images[index] if self.images is not None else read_image(self.paths[index], self.size)
+        item: dict[str, torch.Tensor | int] = {"image": self.transform(image), "index": index}
+        if self.targets is not None:
+            item["target"] = self.targets[index]
+        return item

@@ -1,0 +1,164 @@
+"""Annotation readers: ``market_attribute.mat``, the study's course CSV, and the generic CSV.
+
+Identity-level readers return a frame indexed by ``person_id`` with the 27 annotated fields in
+1/2 coding; ``attrnet.attributes.encode`` turns them into binary targets. The generic CSV is
+image-level and already binary.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+
+from attrnet.attributes import ANNOTATION_FIELDS, plain_value, validate_annotations
+from attrnet.data.errors import DataError
+
+COURSE_COLUMNS = ("id", *ANNOTATION_FIELDS)
+GENERIC_RESERVED = ("image", "person_id", "camera_id", "split")
+MAT_SPLITS = ("train", "test")
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise DataError(f"{path}: annotation file does not exist")
+
+
+def _check_unique_ids(ids: pd.Series | pd.Index, source: str) -> None:
+    duplicated = pd.Index(ids)[pd.Index(ids).duplicated()]
+    if len(duplicated):
+        raise DataError(
+            f"{source}: duplicate identity {duplicated[0]} ({len(duplicated)} duplicate(s)); "
+            "expected one row per person id"
+        )
+
+
+def read_market_attribute_mat(path: str | Path) -> dict[str, pd.DataFrame]:
+    """Read both splits of ``market_attribute.mat``, fields looked up by name (orders differ)."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        mat = scipy.io.loadmat(str(path))
+    except Exception as error:  # scipy raises several types for a damaged file
+        raise DataError(f"{path}: not a readable MATLAB file ({error})") from None
+    if "market_attribute" not in mat:
+        keys = sorted(k for k in mat if not k.startswith("__"))
+        raise DataError(f"{path}: expected the key 'market_attribute', found {keys}")
+    root = mat["market_attribute"]
+    splits = {}
+    for split in MAT_SPLITS:
+        if split not in (root.dtype.names or ()):
+            raise DataError(f"{path}: market_attribute has no '{split}' split")
+        splits[split] = _read_mat_split(root[split][0, 0], f"{path} [{split}]")
+    return splits
+
+
+def _read_mat_split(struct: np.ndarray, source: str) -> pd.DataFrame:
+    names = struct.dtype.names or ()
+    missing = [f for f in (*ANNOTATION_FIELDS, "image_index") if f not in names]
+    if missing:
+        raise DataError(f"{source}: missing field(s) {missing}")
+    extra = sorted(set(names) - {*ANNOTATION_FIELDS, "image_index"})
+    if extra:
+        raise DataError(f"{source}: unexpected field(s) {extra}")
+    ids_raw = [np.asarray(cell).ravel()[0] for cell in struct["image_index"][0, 0].ravel()]
+    try:
+        person_ids = [int(str(i)) for i in ids_raw]
+    except ValueError:
+        raise DataError(f"{source}: image_index must hold 4-digit identity strings") from None
+    columns = {}
+    for field in ANNOTATION_FIELDS:
+        values = np.asarray(struct[field][0, 0]).ravel()
+        if len(values) != len(person_ids):
+            raise DataError(
+                f"{source}: field {field!r} has {len(values)} values, expected {len(person_ids)}"
+            )
+        columns[field] = values.astype(np.int64)
+    frame = pd.DataFrame(columns, index=pd.Index(person_ids, name="person_id"))
+    _check_unique_ids(frame.index, source)
+    validate_annotations(frame, source)
+    return frame
+
+
+def read_course_annotations(path: str | Path) -> pd.DataFrame:
+    """Read the study's ``annotations_train.csv`` (``id`` + 27 fields, 1/2 coding)."""
+    path = Path(path)
+    _require_file(path)
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from None
+    missing = [c for c in COURSE_COLUMNS if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in COURSE_COLUMNS]
+    if missing or extra:
+        raise DataError(
+            f"{path}: columns do not match the course layout: missing {missing}, extra {extra}; "
+            f"expected {','.join(COURSE_COLUMNS)}"
+        )
+    ids = pd.to_numeric(frame["id"], errors="coerce")
+    if ids.isna().any():
+        row = int(ids.isna().to_numpy().argmax())
+        raise DataError(
+            f"{path}: row {row + 2}, column 'id': {plain_value(frame['id'][row])!r} is not a person id"
+        )
+    frame.index = pd.Index(ids.astype(np.int64), name="person_id")
+    _check_unique_ids(frame.index, str(path))
+    fields = frame[list(ANNOTATION_FIELDS)]
+    validate_annotations(fields.set_axis(range(2, len(frame) + 2)), f"{path} (row = CSV line)")
+    return fields.astype(np.int64)
+
+
+def read_generic_csv(path: str | Path, root: str | Path) -> tuple[pd.DataFrame, list[str]]:
+    """Read a generic image-level CSV: image, person_id, optional camera_id/split, 0/1 attributes.
+
+    Returns the image table (``path`` resolved under ``root``) and the attribute names, i.e.
+    every column that is not reserved. Paths escaping ``root`` are refused.
+    """
+    path, root = Path(path), Path(root).resolve()
+    _require_file(path)
+    try:
+        frame = pd.read_csv(path, dtype={"image": str})
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: not a readable CSV file ({error})") from None
+    for column in ("image", "person_id"):
+        if column not in frame.columns:
+            raise DataError(f"{path}: missing required column {column!r}")
+    attributes = [c for c in frame.columns if c not in GENERIC_RESERVED]
+    if not attributes:
+        raise DataError(
+            f"{path}: no attribute columns; expected 0/1 columns besides {list(GENERIC_RESERVED)}"
+        )
+    for column in ("person_id", *attributes, *(["camera_id"] if "camera_id" in frame else [])):
+        values = pd.to_numeric(frame[column], errors="coerce")
+        allowed = values.isin((0, 1)) if column in attributes else values.notna()
+        if not allowed.all():
+            row = int((~allowed).to_numpy().argmax())
+            expected = "0 or 1" if column in attributes else "an integer"
+            raise DataError(
+                f"{path}: row {row + 2}, column {column!r}: {plain_value(frame[column][row])!r}, "
+                f"expected {expected}"
+            )
+        frame[column] = values.astype(np.int64)
+    frame["path"] = [str(_resolve_inside(root, name, path, row + 2)) for row, name in enumerate(frame["image"])]
+    if "camera_id" not in frame:
+        frame["camera_id"] = -1
+    if "split" not in frame:
+        frame["split"] = "train"
+    frame["split"] = frame["split"].astype(str)
+    return frame[["path", "image", "person_id", "camera_id", "split", *attributes]], attributes
+
+
+def _resolve_inside(root: Path, name: str, source: Path, line: int) -> Path:
+    """Resolve an image path under ``root``; absolute paths and ``..`` escapes are refused."""
+    if not isinstance(name, str) or not name:
+        raise DataError(f"{source}: row {line}, column 'image': empty image path")
+    candidate = Path(name)
+    resolved = (root / candidate).resolve()
+    if candidate.is_absolute() or not resolved.is_relative_to(root):
+        raise DataError(
+            f"{source}: row {line}, column 'image': {name!r} points outside the dataset root "
+            f"{root}; expected a path relative to it"
+        )
+    return resolved

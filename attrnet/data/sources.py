@@ -1,0 +1,164 @@
+"""Data sources: each turns a dataset on disk into image tables with binary attribute targets.
+
+A source has ``prepare()`` (download-free preparation, e.g. generating the synthetic set) and
+``load()`` returning ``DatasetTables``. The attribute set comes from the source, never from a
+fixed list downstream.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from attrnet.attributes import MARKET_TARGETS
+from attrnet.data.errors import DataError
+from attrnet.data.labels import attach_identity_labels
+from attrnet.data.market import scan_anonymous_folder, scan_market_folder
+from attrnet.data.readers import read_course_annotations, read_generic_csv, read_market_attribute_mat
+
+
+@dataclass
+class DatasetTables:
+    """Labelled training pool plus optional query/gallery tables for re-ID."""
+
+    attributes: list[str]
+    labelled: pd.DataFrame
+    query: pd.DataFrame | None = None
+    gallery: pd.DataFrame | None = None
+
+
+class DataSource:
+    """Base class: a dataset on disk that can be prepared and loaded into tables."""
+
+    def prepare(self) -> None:
+        """Create files that must exist before ``load`` (runs once, on one process)."""
+
+    def load(self) -> DatasetTables:
+        raise NotImplementedError
+
+
+class MarketSource(DataSource):
+    """Market-1501 original layout with ``market_attribute.mat`` (labels joined by person id)."""
+
+    def __init__(self, root: str | Path, annotations: str = "market_attribute.mat") -> None:
+        self.root = Path(root)
+        self.annotations = annotations
+
+    def _annotation_path(self) -> Path:
+        path = Path(self.annotations)
+        return path if path.is_absolute() else self.root / path
+
+    def load(self) -> DatasetTables:
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: Market-1501 root folder does not exist")
+        labels = read_market_attribute_mat(self._annotation_path())["train"]
+        train = scan_market_folder(self.root / "bounding_box_train", "train")
+        labelled = attach_identity_labels(train, labels, str(self._annotation_path()))
+        query = scan_market_folder(self.root / "query", "query")
+        gallery = scan_market_folder(self.root / "bounding_box_test", "gallery")
+        return DatasetTables(list(MARKET_TARGETS), labelled, query, gallery)
+
+
+class CourseSource(DataSource):
+    """The study's layout: ``train/`` + ``annotations_train.csv``; unlabelled ``queries/``, ``test/``."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        annotations: str = "annotations_train.csv",
+        train_dir: str = "train",
+        query_dir: str = "queries",
+        test_dir: str = "test",
+    ) -> None:
+        self.root = Path(root)
+        self.annotations = annotations
+        self.train_dir, self.query_dir, self.test_dir = train_dir, query_dir, test_dir
+
+    def load(self) -> DatasetTables:
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: course dataset root folder does not exist")
+        csv = self.root / self.annotations
+        labels = read_course_annotations(csv)
+        train = scan_market_folder(self.root / self.train_dir, "train")
+        labelled = attach_identity_labels(train, labels, str(csv))
+        query = self._optional_anonymous(self.query_dir, "query")
+        gallery = self._optional_anonymous(self.test_dir, "gallery")
+        return DatasetTables(list(MARKET_TARGETS), labelled, query, gallery)
+
+    def _optional_anonymous(self, folder: str, split: str) -> pd.DataFrame | None:
+        path = self.root / folder
+        return scan_anonymous_folder(path, split) if path.is_dir() else None
+
+
+class GenericCsvSource(DataSource):
+    """Any dataset as one CSV: image, person_id, optional camera_id/split, 0/1 attribute columns.
+
+    Rows whose split is ``query`` or ``gallery`` form the re-ID tables; all others the
+    labelled pool that is split by identity into train/val.
+    """
+
+    def __init__(self, csv: str | Path, root: str | Path | None = None) -> None:
+        self.csv = Path(csv)
+        self.root = Path(root) if root is not None else self.csv.parent
+
+    def load(self) -> DatasetTables:
+        frame, attributes = read_generic_csv(self.csv, self.root)
+        is_query, is_gallery = frame["split"] == "query", frame["split"] == "gallery"
+        labelled = frame[~(is_query | is_gallery)].reset_index(drop=True)
+        if labelled.empty:
+            raise DataError(f"{self.csv}: no labelled rows (every row is a query or gallery image)")
+        query = frame[is_query].reset_index(drop=True) if is_query.any() else None
+        gallery = frame[is_gallery].reset_index(drop=True) if is_gallery.any() else None
+        return DatasetTables(attributes, labelled, query, gallery)
+
+
+class SyntheticSource(DataSource):
+    """The embedded synthetic Market set, generated by seed into a cache folder on ``prepare``.
+
+    ``annotations`` picks the reader it is loaded through: ``mat`` (Market layout +
+    ``market_attribute.mat``) or ``csv`` (the study's course CSV over ``bounding_box_train``).
+    """
+
+    def __init__(
+        self,
+        cache_dir: str | Path | None = None,
+        annotations: str = "mat",
+        seed: int = 0,
+        num_train_ids: int = 200,
+        num_test_ids: int = 100,
+        images_per_id: int = 12,
+        height: int = 128,
+        width: int = 64,
+    ) -> None:
+        if annotations not in ("mat", "csv"):
+            raise ValueError(f"annotations must be 'mat' or 'csv', got {annotations!r}")
+        self.cache_dir = cache_dir
+        self.annotations = annotations
+        self.params = dict(
+            seed=seed, num_train_ids=num_train_ids, num_test_ids=num_test_ids,
+            images_per_id=images_per_id, height=height, width=width,
+        )
+
+    @property
+    def root(self) -> Path:
+        from attrnet.data.synthetic import default_cache_dir, synthetic_folder
+
+        cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+        return synthetic_folder(cache, **self.params)
+
+    def prepare(self) -> None:
+        from attrnet.data.synthetic import default_cache_dir, ensure_synthetic_market
+
+        cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
+        ensure_synthetic_market(cache, **self.params)
+
+    def load(self) -> DatasetTables:
+        self.prepare()
+        if self.annotations == "mat":
+            return MarketSource(self.root).load()
+        course = CourseSource(
+            self.root, train_dir="bounding_box_train", query_dir="query", test_dir="bounding_box_test"
+        )
+        return course.load()

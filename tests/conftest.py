@@ -1,0 +1,32 @@
+"""Shared fixtures: the real Market-1501 files in ../shared/data (skipped when absent)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+MAT_FILE = SHARED_DATA / "market1501_attribute" / "market_attribute.mat"
+MINI_MARKET = SHARED_DATA / "mini_market1501"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Synthetic sets go to one session-wide temporary cache, never the user's home."""
+    monkeypatch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
+
+
+@pytest.fixture
+def mat_file() -> Path:
+    if not MAT_FILE.is_file():
+        pytest.skip("../shared/data/market1501_attribute/market_attribute.mat is absent")
+    return MAT_FILE
+
+
+@pytest.fixture
+def mini_market() -> Path:
+    if not MINI_MARKET.is_dir():
+        pytest.skip("../shared/data/mini_market1501 is absent")
+    return MINI_MARKET
