@@ -16,11 +16,25 @@ AGE_FIELD = "age"
 AGE_BINS = ("young", "teenager", "adult", "old")
 BINARY_FIELDS = ("backpack", "bag", "handbag", "clothes", "down", "up", "hair", "hat", "gender")
 UPPER_COLOURS = (
-    "upblack", "upwhite", "upred", "uppurple", "upyellow", "upgray", "upblue", "upgreen",
+    "upblack",
+    "upwhite",
+    "upred",
+    "uppurple",
+    "upyellow",
+    "upgray",
+    "upblue",
+    "upgreen",
 )
 LOWER_COLOURS = (
-    "downblack", "downwhite", "downpink", "downpurple", "downyellow",
-    "downgray", "downblue", "downgreen", "downbrown",
+    "downblack",
+    "downwhite",
+    "downpink",
+    "downpurple",
+    "downyellow",
+    "downgray",
+    "downblue",
+    "downgreen",
+    "downbrown",
 )
 UPPER_MULTICOLOR = "upmulticolor"
 LOWER_MULTICOLOR = "downmulticolor"
@@ -30,16 +44,23 @@ ANNOTATION_FIELDS: tuple[str, ...] = (AGE_FIELD, *BINARY_FIELDS, *UPPER_COLOURS,
 
 #: The 32 binary training targets, in model-output order.
 MARKET_TARGETS: tuple[str, ...] = (
-    *AGE_BINS, *BINARY_FIELDS,
-    *UPPER_COLOURS, UPPER_MULTICOLOR,
-    *LOWER_COLOURS, LOWER_MULTICOLOR,
+    *AGE_BINS,
+    *BINARY_FIELDS,
+    *UPPER_COLOURS,
+    UPPER_MULTICOLOR,
+    *LOWER_COLOURS,
+    LOWER_MULTICOLOR,
 )
 
 #: Header of the study's ``classification_test.csv`` deliverable.
 CLASSIFICATION_COLUMNS: tuple[str, ...] = (
-    "id", AGE_FIELD, *BINARY_FIELDS,
-    *UPPER_COLOURS, UPPER_MULTICOLOR,
-    *LOWER_COLOURS, LOWER_MULTICOLOR,
+    "id",
+    AGE_FIELD,
+    *BINARY_FIELDS,
+    *UPPER_COLOURS,
+    UPPER_MULTICOLOR,
+    *LOWER_COLOURS,
+    LOWER_MULTICOLOR,
 )
 
 #: Groups whose targets are mutually exclusive: exactly one is positive per identity.
@@ -100,7 +121,10 @@ def encode(fields: pd.DataFrame, source: str = "annotations") -> pd.DataFrame:
         targets[name] = values[AGE_FIELD] == bin_index
     for name in BINARY_FIELDS:
         targets[name] = values[name] == 2
-    for colours, multicolor in ((UPPER_COLOURS, UPPER_MULTICOLOR), (LOWER_COLOURS, LOWER_MULTICOLOR)):
+    for colours, multicolor in (
+        (UPPER_COLOURS, UPPER_MULTICOLOR),
+        (LOWER_COLOURS, LOWER_MULTICOLOR),
+    ):
         for name in colours:
             targets[name] = values[name] == 2
         targets[multicolor] = ~(values[list(colours)] == 2).any(axis=1)

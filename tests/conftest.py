@@ -13,7 +13,9 @@ MINI_MARKET = SHARED_DATA / "mini_market1501"
 
 
 @pytest.fixture(autouse=True)
-def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_cache(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Synthetic sets go to one session-wide temporary cache, never the user's home."""
     monkeypatch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
 

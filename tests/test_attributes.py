@@ -45,7 +45,9 @@ def test_round_trip_on_every_real_identity(mat_file) -> None:
     for fields in splits.values():
         targets = encode(fields)
         decoded = decode(targets.to_numpy(np.float64))
-        np.testing.assert_array_equal(decoded[list(ANNOTATION_FIELDS)].to_numpy(), fields.to_numpy())
+        np.testing.assert_array_equal(
+            decoded[list(ANNOTATION_FIELDS)].to_numpy(), fields.to_numpy()
+        )
 
 
 def test_decode_uses_argmax_for_age_and_colour_groups() -> None:
@@ -62,7 +64,11 @@ def test_decode_uses_argmax_for_age_and_colour_groups() -> None:
 
 @pytest.mark.parametrize(
     ("changes", "message"),
-    [({"age": 5}, "column 'age'"), ({"hat": 0}, "column 'hat'"), ({"upred": 2, "upblue": 2}, "upper colours")],
+    [
+        ({"age": 5}, "column 'age'"),
+        ({"hat": 0}, "column 'hat'"),
+        ({"upred": 2, "upblue": 2}, "upper colours"),
+    ],
 )
 def test_bad_codings_name_row_and_field(changes: dict[str, int], message: str) -> None:
     with pytest.raises(AnnotationError, match=message) as error:

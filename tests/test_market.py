@@ -16,7 +16,13 @@ from attrnet.data.sources import MarketSource
 
 def test_parse_names() -> None:
     name = parse_market_name("0002_c1s1_000451_03.jpg")
-    assert (name.person_id, name.camera_id, name.sequence, name.frame, name.box) == (2, 1, 1, 451, 3)
+    assert (name.person_id, name.camera_id, name.sequence, name.frame, name.box) == (
+        2,
+        1,
+        1,
+        451,
+        3,
+    )
     assert parse_market_name("-1_c3s2_012345_00.jpg").person_id == -1
     assert parse_market_name("0000_c6s4_000001_01.jpg").person_id == 0
     with pytest.raises(DataError, match="not a Market-1501 image name"):
@@ -40,7 +46,9 @@ def test_real_mini_market_labels_join(mini_market: Path, mat_file: Path) -> None
     train = scan_market_folder(mini_market / "bounding_box_train", "train")
     with pytest.warns(UserWarning, match="735 of 751 labelled identities have no images"):
         joined = attach_identity_labels(train, labels["train"], str(mat_file))
-    assert len(joined) == 32 and joined[["young", "teenager", "adult", "old"]].sum(axis=1).eq(1).all()
+    assert (
+        len(joined) == 32 and joined[["young", "teenager", "adult", "old"]].sum(axis=1).eq(1).all()
+    )
 
 
 def test_real_market_source(tmp_path: Path, mini_market: Path, mat_file: Path) -> None:

@@ -1,4 +1,4 @@
-"""Readers on real files and on real malformed files: every error names file, row/field, expectation."""
+"""Readers on real and on malformed files: errors name the file, row or field, and expectation."""
 
 from __future__ import annotations
 
@@ -133,7 +133,10 @@ def test_generic_csv_reader(tmp_path: Path) -> None:
         ("image,person_id\na.jpg,1\n", "no attribute columns"),
         ("person_id,hat\n1,0\n", "missing required column 'image'"),
         ("image,person_id,hat\na.jpg,1,2\n", r"row 2, column 'hat': 2, expected 0 or 1"),
-        ("image,person_id,hat\na.jpg,x,1\n", r"row 2, column 'person_id': 'x', expected an integer"),
+        (
+            "image,person_id,hat\na.jpg,x,1\n",
+            r"row 2, column 'person_id': 'x', expected an integer",
+        ),
         ("image,person_id,hat\n../../etc/passwd,1,1\n", "points outside the dataset root"),
         ("image,person_id,hat\n/etc/passwd,1,1\n", "points outside the dataset root"),
     ],

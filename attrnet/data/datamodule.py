@@ -68,11 +68,17 @@ class AttributeDataModule(L.LightningDataModule):
             self.split = IdentitySplit.load(self.split_file)
         else:
             self.split = split_identities(
-                labelled["person_id"], val_count=self.val_count,
-                val_fraction=self.val_fraction, seed=self.split_seed,
+                labelled["person_id"],
+                val_count=self.val_count,
+                val_fraction=self.val_fraction,
+                seed=self.split_seed,
             )
-        self.train_frame = labelled[labelled["person_id"].isin(self.split.train_ids)].reset_index(drop=True)
-        self.val_frame = labelled[labelled["person_id"].isin(self.split.val_ids)].reset_index(drop=True)
+        self.train_frame = labelled[labelled["person_id"].isin(self.split.train_ids)].reset_index(
+            drop=True
+        )
+        self.val_frame = labelled[labelled["person_id"].isin(self.split.val_ids)].reset_index(
+            drop=True
+        )
         self.train_set = self._dataset(self.train_frame, train=True)
         self.val_set = self._dataset(self.val_frame, train=False)
 

@@ -36,7 +36,11 @@ class AttributeImageDataset(Dataset):
         return len(self.paths)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor | int]:
-        image = self.images[index] if self.images is not None else read_image(self.paths[index], self.size)
+        image = (
+            self.images[index]
+            if self.images is not None
+            else read_image(self.paths[index], self.size)
+        )
         item: dict[str, torch.Tensor | int] = {"image": self.transform(image), "index": index}
         if self.targets is not None:
             item["target"] = self.targets[index]

@@ -10,7 +10,9 @@ import pandas as pd
 
 from attrnet.data.errors import DataError
 
-MARKET_NAME = re.compile(r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})\.jpg$")
+MARKET_NAME = re.compile(
+    r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})\.jpg$"
+)
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JUNK_ID = -1
 DISTRACTOR_ID = 0
@@ -38,7 +40,9 @@ def parse_market_name(name: str) -> MarketName:
     camera = int(match["cam"])
     if not 1 <= camera <= 6:
         raise DataError(f"{name}: camera {camera} outside 1..6")
-    return MarketName(int(match["pid"]), camera, int(match["seq"]), int(match["frame"]), int(match["box"]))
+    return MarketName(
+        int(match["pid"]), camera, int(match["seq"]), int(match["frame"]), int(match["box"])
+    )
 
 
 def list_images(folder: str | Path) -> list[Path]:

@@ -101,7 +101,8 @@ def read_course_annotations(path: str | Path) -> pd.DataFrame:
     if ids.isna().any():
         row = int(ids.isna().to_numpy().argmax())
         raise DataError(
-            f"{path}: row {row + 2}, column 'id': {plain_value(frame['id'][row])!r} is not a person id"
+            f"{path}: row {row + 2}, column 'id': {plain_value(frame['id'][row])!r} "
+            "is not a person id"
         )
     frame.index = pd.Index(ids.astype(np.int64), name="person_id")
     _check_unique_ids(frame.index, str(path))
@@ -141,7 +142,9 @@ def read_generic_csv(path: str | Path, root: str | Path) -> tuple[pd.DataFrame, 
                 f"expected {expected}"
             )
         frame[column] = values.astype(np.int64)
-    frame["path"] = [str(_resolve_inside(root, name, path, row + 2)) for row, name in enumerate(frame["image"])]
+    frame["path"] = [
+        str(_resolve_inside(root, name, path, row + 2)) for row, name in enumerate(frame["image"])
+    ]
     if "camera_id" not in frame:
         frame["camera_id"] = -1
     if "split" not in frame:

@@ -16,7 +16,11 @@ from attrnet.attributes import MARKET_TARGETS
 from attrnet.data.errors import DataError
 from attrnet.data.labels import attach_identity_labels
 from attrnet.data.market import scan_anonymous_folder, scan_market_folder
-from attrnet.data.readers import read_course_annotations, read_generic_csv, read_market_attribute_mat
+from attrnet.data.readers import (
+    read_course_annotations,
+    read_generic_csv,
+    read_market_attribute_mat,
+)
 
 
 @dataclass
@@ -62,7 +66,8 @@ class MarketSource(DataSource):
 
 
 class CourseSource(DataSource):
-    """The study's layout: ``train/`` + ``annotations_train.csv``; unlabelled ``queries/``, ``test/``."""
+    """The study's layout: ``train/`` + ``annotations_train.csv``; unlabelled ``queries/``,
+    ``test/``."""
 
     def __init__(
         self,
@@ -137,28 +142,26 @@ class SyntheticSource(DataSource):
         self.cache_dir = cache_dir
         self.annotations = annotations
         self.params = dict(
-            seed=seed, num_train_ids=num_train_ids, num_test_ids=num_test_ids,
-            images_per_id=images_per_id, height=height, width=width,
+            seed=seed,
+            num_train_ids=num_train_ids,
+            num_test_ids=num_test_ids,
+            images_per_id=images_per_id,
+            height=height,
+            width=width,
         )
 
-    @property
-    def root(self) -> Path:
-        from attrnet.data.synthetic import default_cache_dir, synthetic_folder
-
-        cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-        return synthetic_folder(cache, **self.params)
-
-    def prepare(self) -> None:
+    def prepare(self) -> Path:
+        """Generate the set into the cache unless it is already there; returns its folder."""
         from attrnet.data.synthetic import default_cache_dir, ensure_synthetic_market
 
         cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-        ensure_synthetic_market(cache, **self.params)
+        return ensure_synthetic_market(cache, **self.params)
 
     def load(self) -> DatasetTables:
-        self.prepare()
+        root = self.prepare()
         if self.annotations == "mat":
-            return MarketSource(self.root).load()
+            return MarketSource(root).load()
         course = CourseSource(
-            self.root, train_dir="bounding_box_train", query_dir="query", test_dir="bounding_box_test"
+            root, train_dir="bounding_box_train", query_dir="query", test_dir="bounding_box_test"
         )
         return course.load()

@@ -1,4 +1,4 @@
-"""Identity-disjoint train/val splits (seeded, saved with the run) and the study's re-ID protocol."""
+"""Identity-disjoint train/val splits (seeded, saved with the run) and the study's re-ID split."""
 
 from __future__ import annotations
 
@@ -33,9 +33,15 @@ class IdentitySplit:
         """Read a split saved by ``save``."""
         try:
             data = json.loads(Path(path).read_text())
-            split = cls([int(i) for i in data["train_ids"]], [int(i) for i in data["val_ids"]], int(data["seed"]))
+            split = cls(
+                [int(i) for i in data["train_ids"]],
+                [int(i) for i in data["val_ids"]],
+                int(data["seed"]),
+            )
         except (OSError, ValueError, KeyError, TypeError) as error:
-            raise DataError(f"{path}: not a split file with train_ids, val_ids, seed ({error})") from None
+            raise DataError(
+                f"{path}: not a split file with train_ids, val_ids, seed ({error})"
+            ) from None
         if set(split.train_ids) & set(split.val_ids):
             raise DataError(f"{path}: identities appear in both train and val")
         return split
@@ -62,7 +68,9 @@ def split_identities(
     return IdentitySplit(train.tolist(), val.tolist(), seed)
 
 
-def study_reid_protocol(person_ids: pd.Series | np.ndarray, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def study_reid_protocol(
+    person_ids: pd.Series | np.ndarray, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """The study's re-ID validation: one random image per identity is the query, the rest gallery.
 
     Identities with a single image contribute only to the gallery (a query needs a match).

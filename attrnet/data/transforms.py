@@ -11,7 +11,9 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def eval_transform() -> v2.Transform:
     """uint8 (3, H, W) -> normalised float32, no randomness."""
-    return v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    return v2.Compose(
+        [v2.ToDtype(torch.float32, scale=True), v2.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
+    )
 
 
 def train_transform(

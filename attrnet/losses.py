@@ -1,0 +1,132 @@
+"""Weighted binary cross-entropy for multi-label attribute recognition.
+
+Each attribute ``a`` with training-split positive ratio ``p_a`` gets a weight for its positive
+targets and one for its negative targets; the loss is
+
+    L = mean_{i,a} -( w_pos[a] * y_ia * log s(x_ia) + w_neg[a] * (1 - y_ia) * log(1 - s(x_ia)) )
+
+with ``s`` the sigmoid. Weights are computed on the training split only (never on validation).
+"""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WeightStrategy = Literal[
+    "none", "inverse_frequency", "sqrt_inverse_frequency", "deepmar", "sqrt_deepmar"
+]
+STRATEGIES: tuple[str, ...] = get_args(WeightStrategy)
+
+#: Default clamp for positive ratios: ``p`` is clipped to ``[eps, 1 - eps]`` before weighting.
+RATIO_EPS = 1e-3
+
+
+def positive_ratio(targets: torch.Tensor | np.ndarray) -> torch.Tensor:
+    """Fraction of positive samples per attribute, shape (A,), from 0/1 targets of shape (N, A)."""
+    t = torch.as_tensor(targets)
+    if t.ndim != 2 or t.shape[0] == 0:
+        raise ValueError(f"targets must have shape (N, A) with N > 0, got {tuple(t.shape)}")
+    t = t.detach().to("cpu", torch.float64)
+    if not torch.all((t == 0) | (t == 1)):
+        raise ValueError("targets must contain only 0 and 1 (binary attribute labels)")
+    return t.mean(dim=0).float()
+
+
+def attribute_weights(
+    pos_ratio: torch.Tensor | np.ndarray,
+    strategy: WeightStrategy = "inverse_frequency",
+    eps: float = RATIO_EPS,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-attribute ``(pos_weight, neg_weight)``, each of shape (A,), for a weighting strategy.
+
+    With ``p`` the positive ratio of an attribute on the training split:
+
+    - ``"none"``: ``w_pos = 1``, ``w_neg = 1`` (plain BCE).
+    - ``"inverse_frequency"`` (the study's): ``w_pos = (1 - p) / p``, ``w_neg = 1``, so that the
+      positives of each attribute weigh as much in total as its negatives
+      (``N p w_pos = N (1 - p) w_neg``); equals ``pos_weight`` of ``nn.BCEWithLogitsLoss``.
+    - ``"sqrt_inverse_frequency"``: ``w_pos = sqrt((1 - p) / p)``, ``w_neg = 1``.
+    - ``"deepmar"`` (Li et al., ACPR 2015): ``w_pos = exp(1 - p)``, ``w_neg = exp(p)``.
+    - ``"sqrt_deepmar"``: ``w_pos = exp((1 - p) / 2)``, ``w_neg = exp(p / 2)``.
+
+    Clamp: ``p`` is clipped to ``[eps, 1 - eps]`` first, so an attribute absent from the
+    training split (``p = 0``, e.g. ``downpurple``) or always present (``p = 1``) keeps finite
+    weights; with the default ``eps = 1e-3`` the inverse-frequency positive weight is at most
+    ``(1 - eps) / eps = 999``. The DeepMAR variants are bounded anyway and barely change.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown weighting strategy {strategy!r}; choose one of {STRATEGIES}")
+    if not 0.0 < eps < 0.5:
+        raise ValueError(f"eps must lie in (0, 0.5), got {eps}")
+    p = torch.as_tensor(pos_ratio, dtype=torch.float64).clamp(eps, 1.0 - eps)
+    ones = torch.ones_like(p)
+    if strategy == "none":
+        pos, neg = ones, ones
+    elif strategy == "inverse_frequency":
+        pos, neg = (1.0 - p) / p, ones
+    elif strategy == "sqrt_inverse_frequency":
+        pos, neg = torch.sqrt((1.0 - p) / p), ones
+    elif strategy == "deepmar":
+        pos, neg = torch.exp(1.0 - p), torch.exp(p)
+    else:  # sqrt_deepmar
+        pos, neg = torch.exp((1.0 - p) / 2.0), torch.exp(p / 2.0)
+    return pos.float(), neg.float()
+
+
+class WeightedBCEWithLogits(nn.Module):
+    """BCE-with-logits with separate per-attribute weights for positive and negative targets.
+
+    The weights are buffers: they follow ``.to(device)`` and are saved in checkpoints, so a
+    resumed or evaluated model uses the weights of its own training split.
+    """
+
+    pos_weight: torch.Tensor
+    neg_weight: torch.Tensor
+
+    def __init__(self, pos_weight: torch.Tensor, neg_weight: torch.Tensor) -> None:
+        super().__init__()
+        pos_weight = torch.as_tensor(pos_weight, dtype=torch.float32)
+        neg_weight = torch.as_tensor(neg_weight, dtype=torch.float32)
+        if pos_weight.ndim != 1 or pos_weight.shape != neg_weight.shape:
+            raise ValueError(
+                "pos_weight and neg_weight must be 1-D of equal length, got "
+                f"{tuple(pos_weight.shape)} and {tuple(neg_weight.shape)}"
+            )
+        self.register_buffer("pos_weight", pos_weight.clone())
+        self.register_buffer("neg_weight", neg_weight.clone())
+
+    @classmethod
+    def from_targets(
+        cls,
+        targets: torch.Tensor | np.ndarray,
+        strategy: WeightStrategy = "inverse_frequency",
+        eps: float = RATIO_EPS,
+    ) -> WeightedBCEWithLogits:
+        """Build the loss from training-split targets (N, A) with a weighting strategy."""
+        return cls(*attribute_weights(positive_ratio(targets), strategy, eps))
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Mean weighted BCE over batch and attributes; logits and targets of shape (B, A).
+
+        Computed in float32 via ``logsigmoid`` (``log(1 - s(x)) = logsigmoid(-x)``), so it is
+        stable for huge logits and safe under bf16/fp16 autocast.
+        """
+        if logits.shape != targets.shape or logits.shape[-1] != self.pos_weight.numel():
+            raise ValueError(
+                f"logits {tuple(logits.shape)} and targets {tuple(targets.shape)} must match "
+                f"and end with {self.pos_weight.numel()} attributes"
+            )
+        x = logits.float()
+        y = targets.float()
+        loss = -(
+            self.pos_weight * y * F.logsigmoid(x) + self.neg_weight * (1.0 - y) * F.logsigmoid(-x)
+        )
+        return loss.mean()
+
+    def extra_repr(self) -> str:
+        return f"num_attributes={self.pos_weight.numel()}"

@@ -1,0 +1,72 @@
+"""Figures for TensorBoard: per-attribute F1 bars and validation images with their attributes."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+
+def attribute_bar_chart(values: dict[str, float], title: str) -> Figure:
+    """A horizontal bar per attribute (e.g. validation F1), sorted as given."""
+    names = list(values)
+    figure, axis = plt.subplots(figsize=(6, 0.22 * len(names) + 1.0))
+    axis.barh(names, [values[n] for n in names], color="tab:blue")
+    axis.invert_yaxis()
+    axis.set_xlim(0, 1)
+    axis.set_title(title)
+    axis.tick_params(axis="y", labelsize=7)
+    figure.tight_layout()
+    return figure
+
+
+def prediction_grid(
+    images: torch.Tensor,
+    probabilities: torch.Tensor,
+    targets: torch.Tensor,
+    attribute_names: list[str],
+    threshold: float = 0.5,
+    columns: int = 8,
+) -> Figure:
+    """Validation images with predicted attributes: green = correct positive, red = wrong.
+
+    Under each image: the predicted positives (red if not true) and missed true ones (orange).
+    """
+    count = len(images)
+    rows = max(1, int(np.ceil(count / columns)))
+    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 4.0 * rows), squeeze=False)
+    mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
+    for axis, index in zip(axes.ravel(), range(rows * columns), strict=True):
+        axis.axis("off")
+        if index >= count:
+            continue
+        picture = (images[index].float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
+        axis.imshow(picture)
+        predicted = probabilities[index] >= threshold
+        truth = targets[index] > 0.5
+        lines = []
+        for j, name in enumerate(attribute_names):
+            if predicted[j]:
+                lines.append((name, "green" if truth[j] else "red"))
+            elif truth[j]:
+                lines.append((f"({name})", "orange"))
+        for k, (text, colour) in enumerate(lines[:14]):
+            axis.text(
+                0,
+                1.0 + 0.05 + 0.055 * k,
+                text,
+                color=colour,
+                fontsize=6,
+                transform=axis.transAxes,
+                va="top",
+            )
+        axis.set_ylim(axis.get_ylim()[0], axis.get_ylim()[1])
+    figure.subplots_adjust(hspace=1.4, bottom=0.0, top=0.98)
+    return figure

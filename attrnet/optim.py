@@ -1,0 +1,97 @@
+"""Optimizer phases: each phase names an optimizer, its settings and its epoch-wise schedule.
+
+A phase is a plain dict (so it lives in checkpoints and Hydra configs), e.g.
+``{"optimizer": "adamw", "epochs": 50, "lr": 3e-4, "weight_decay": 5e-4,
+"warmup_epochs": 2, "schedule": "cosine"}``. The schedule of a phase starts afresh at the
+phase's first epoch.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+
+OPTIMIZERS = ("sgd", "adamw", "adam")
+SCHEDULES = ("constant", "cosine", "step")
+PHASE_DEFAULTS: dict[str, Any] = {
+    "lr": 1e-3,
+    "weight_decay": 5e-4,
+    "momentum": 0.9,
+    "nesterov": True,
+    "betas": (0.9, 0.999),
+    "warmup_epochs": 0,
+    "warmup_start_factor": 0.1,
+    "schedule": "constant",
+    "min_lr_factor": 0.01,
+    "step_size": 30,
+    "gamma": 0.1,
+}
+
+
+def normalize_phase(phase: dict[str, Any]) -> dict[str, Any]:
+    """Fill defaults and validate one phase; errors name the offending key."""
+    unknown = set(phase) - {"optimizer", "epochs", "name", *PHASE_DEFAULTS}
+    if unknown:
+        raise ValueError(f"optimizer phase {phase}: unknown key(s) {sorted(unknown)}")
+    merged = {**PHASE_DEFAULTS, **phase}
+    name = str(merged.get("optimizer", "")).lower()
+    if name not in OPTIMIZERS:
+        raise ValueError(f"optimizer phase {phase}: optimizer must be one of {OPTIMIZERS}")
+    if merged["schedule"] not in SCHEDULES:
+        raise ValueError(f"optimizer phase {phase}: schedule must be one of {SCHEDULES}")
+    if int(merged.get("epochs", 0)) < 1:
+        raise ValueError(f"optimizer phase {phase}: epochs must be a positive integer")
+    merged.update(optimizer=name, epochs=int(merged["epochs"]), betas=tuple(merged["betas"]))
+    merged.setdefault("name", name)
+    return merged
+
+
+def phase_for_epoch(phases: Sequence[dict[str, Any]], epoch: int) -> int:
+    """Index of the phase that trains ``epoch``; epochs past the plan stay in the last phase."""
+    end = 0
+    for index, phase in enumerate(phases):
+        end += phase["epochs"]
+        if epoch < end:
+            return index
+    return len(phases) - 1
+
+
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], phase: dict[str, Any]
+) -> torch.optim.Optimizer:
+    """The phase's optimizer over ``params``."""
+    if phase["optimizer"] == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=phase["lr"],
+            momentum=phase["momentum"],
+            weight_decay=phase["weight_decay"],
+            nesterov=phase["nesterov"] and phase["momentum"] > 0,
+        )
+    cls = torch.optim.AdamW if phase["optimizer"] == "adamw" else torch.optim.Adam
+    return cls(params, lr=phase["lr"], betas=phase["betas"], weight_decay=phase["weight_decay"])
+
+
+def lr_factor(phase: dict[str, Any], epoch_in_phase: int) -> float:
+    """Learning-rate multiplier for the ``epoch_in_phase``-th epoch (0-based) of a phase."""
+    warmup = phase["warmup_epochs"]
+    if epoch_in_phase < warmup:
+        start = phase["warmup_start_factor"]
+        return start + (1.0 - start) * epoch_in_phase / warmup
+    if phase["schedule"] == "cosine":
+        span = max(phase["epochs"] - warmup, 1)
+        progress = min((epoch_in_phase - warmup) / span, 1.0)
+        floor = phase["min_lr_factor"]
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if phase["schedule"] == "step":
+        return phase["gamma"] ** ((epoch_in_phase - warmup) // phase["step_size"])
+    return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> LambdaLR:
+    """An epoch-wise scheduler that starts the phase's schedule from its beginning."""
+    return LambdaLR(optimizer, lambda epoch: lr_factor(phase, epoch))

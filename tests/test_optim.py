@@ -1,0 +1,77 @@
+"""Optimizer phases: validation, phase lookup and per-phase learning-rate schedules."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from attrnet.optim import (
+    build_optimizer,
+    build_scheduler,
+    lr_factor,
+    normalize_phase,
+    phase_for_epoch,
+)
+
+
+def test_phase_for_epoch_follows_the_plan() -> None:
+    phases = [
+        normalize_phase({"optimizer": "adamw", "epochs": 2}),
+        normalize_phase({"optimizer": "sgd", "epochs": 3}),
+    ]
+    assert [phase_for_epoch(phases, e) for e in range(7)] == [0, 0, 1, 1, 1, 1, 1]
+
+
+def test_normalize_rejects_bad_phases() -> None:
+    with pytest.raises(ValueError, match="optimizer must be one of"):
+        normalize_phase({"optimizer": "lamb", "epochs": 1})
+    with pytest.raises(ValueError, match="unknown key"):
+        normalize_phase({"optimizer": "sgd", "epochs": 1, "lrr": 0.1})
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        normalize_phase({"optimizer": "sgd", "epochs": 0})
+
+
+def test_schedules_by_hand() -> None:
+    cosine = normalize_phase(
+        {
+            "optimizer": "adamw",
+            "epochs": 5,
+            "warmup_epochs": 1,
+            "warmup_start_factor": 0.2,
+            "schedule": "cosine",
+            "min_lr_factor": 0.0,
+        }
+    )
+    assert lr_factor(cosine, 0) == pytest.approx(0.2)
+    assert lr_factor(cosine, 1) == pytest.approx(1.0)
+    assert lr_factor(cosine, 3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    step = normalize_phase(
+        {"optimizer": "sgd", "epochs": 9, "schedule": "step", "step_size": 3, "gamma": 0.5}
+    )
+    assert [lr_factor(step, e) for e in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+
+
+def test_built_optimizers_and_scheduler() -> None:
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    sgd = build_optimizer(params, normalize_phase({"optimizer": "sgd", "epochs": 1, "lr": 0.1}))
+    assert isinstance(sgd, torch.optim.SGD) and sgd.defaults["nesterov"] is True
+    phase = normalize_phase(
+        {
+            "optimizer": "adamw",
+            "epochs": 4,
+            "lr": 0.1,
+            "schedule": "step",
+            "step_size": 1,
+            "gamma": 0.5,
+        }
+    )
+    adamw = build_optimizer(params, phase)
+    scheduler = build_scheduler(adamw, phase)
+    rates = []
+    for _ in range(3):
+        rates.append(adamw.param_groups[0]["lr"])
+        adamw.step()
+        scheduler.step()
+    assert rates == pytest.approx([0.1, 0.05, 0.025])
