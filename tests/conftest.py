@@ -32,3 +32,16 @@ def mini_market() -> Path:
     if not MINI_MARKET.is_dir():
         pytest.skip("../shared/data/mini_market1501 is absent")
     return MINI_MARKET
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run folder of one tiny ``attrnet-train`` job (real Hydra config, real Trainer)."""
+    from attrnet.cli.train import train
+    from tests.helpers import TINY_OVERRIDES, compose_config
+
+    run = tmp_path_factory.mktemp("trained_run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
+        train(compose_config("train", run, [*TINY_OVERRIDES, "trainer.accelerator=cpu"]))
+    return run

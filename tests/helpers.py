@@ -23,7 +23,6 @@ TINY_OVERRIDES = [
     "trainer.log_every_n_steps=1",
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
-    "~callbacks.progress_bar",
     "model.num_logged_images=4",
 ]
 

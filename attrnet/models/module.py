@@ -88,6 +88,10 @@ class AttributeModule(L.LightningModule):
         """The pooled backbone embedding (B, 2048)."""
         return self.net.forward_features(self._prepare(images))
 
+    def head(self, embedding: torch.Tensor) -> torch.Tensor:
+        """Attribute logits of a pooled embedding (inference: dropout is off in eval mode)."""
+        return self.net.head(self.net.dropout(embedding))
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.criterion(logits, batch["target"])

@@ -1,0 +1,61 @@
+"""attrnet-reid on a trained checkpoint: the three modes, their files, TensorBoard images."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from attrnet.cli.reid import evaluate
+from attrnet.retrieval import read_reid_results
+from tests.helpers import TINY_OVERRIDES, compose_config
+
+DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
+
+
+def _reid(run: Path, out: Path, *overrides: str) -> dict:
+    checkpoint = run / "checkpoints" / "last.ckpt"
+    cfg = compose_config("reid", out, [*DATA_OVERRIDES, f"ckpt_path={checkpoint}", *overrides])
+    return evaluate(cfg)
+
+
+def test_study_protocol_table2_and_pictures(trained_run: Path, tmp_path: Path) -> None:
+    results = _reid(trained_run, tmp_path, "mode=val", "distances=[euclidean,weighted]")
+    assert set(results) == {"euclidean", "weighted"}
+    for row in results.values():
+        assert 0.0 <= row["rank1"] <= row["rank5"] <= 1.0 and 0.0 < row["mAP"] <= 1.0
+        assert row["num_valid_queries"] == 3  # one query per validation identity
+    saved = json.loads((tmp_path / "reid_metrics.json").read_text())
+    assert saved["results"]["weighted"]["mAP"] == pytest.approx(results["weighted"]["mAP"])
+    assert len(list((tmp_path / "ranked_lists").glob("*.png"))) == 3
+    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
+    assert "reid/ranked_list_0" in events.Tags()["images"]
+    assert "reid/euclidean/mAP" in events.Tags()["scalars"]
+
+
+def test_market1501_protocol(trained_run: Path, tmp_path: Path) -> None:
+    results = _reid(trained_run, tmp_path, "mode=market1501", "features=embedding", "flip=true")
+    row = results["euclidean"]
+    assert row["num_valid_queries"] + row["num_skipped"] > 0 and 0.0 < row["mAP"] <= 1.0
+
+
+def test_test_mode_writes_reid_test_txt(trained_run: Path, tmp_path: Path) -> None:
+    results = _reid(
+        trained_run,
+        tmp_path,
+        "mode=test",
+        "max_results=5",
+        "rerank=true",
+        "rerank_k1=4",
+        "rerank_k2=2",
+    )
+    lists = read_reid_results(tmp_path / "reid_test.txt")
+    assert lists and all(1 <= len(v) <= 5 for v in lists.values())
+    assert results["euclidean"]["max_list_length"] <= 5
+
+
+def test_weighted_distance_needs_attribute_features(trained_run: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs attribute features"):
+        _reid(trained_run, tmp_path, "features=embedding", "distances=[weighted]")
