@@ -136,6 +136,8 @@ class SyntheticSource(DataSource):
         images_per_id: int = 12,
         height: int = 128,
         width: int = 64,
+        num_junk: int = 40,
+        num_distractors: int = 40,
     ) -> None:
         if annotations not in ("mat", "csv"):
             raise ValueError(f"annotations must be 'mat' or 'csv', got {annotations!r}")

@@ -1,0 +1,643 @@
+"""The embedded default dataset: a synthetic Market-1501 written from a seed.
+
+No dataset can be downloaded on the machines attrnet targets, so the default run trains on a
+generated one that has real signal:
+
+- identity attribute vectors are sampled from a small Bayesian network whose conditional
+  tables are the counts of the real Market-1501 train split (``market_attribute.mat``, 751
+  identities), baked in below because the real file is not redistributable;
+- the attributes are drawn into the pixels (see ``synthetic_render``), with per-identity
+  details and per-camera conditions so re-ID is harder than reading attributes;
+- the output uses the real layout (``bounding_box_train/``, ``bounding_box_test/``,
+  ``query/`` with Market file names, junk ``-1`` and distractors ``0000``, a
+  ``market_attribute.mat`` of the real structure and the study's ``annotations_train.csv``),
+  so the same readers serve real and synthetic data;
+- it is byte-identical for the same parameters (with the same numpy and Pillow/libjpeg) and
+  cached by ``ensure_synthetic_market``.
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import json
+import os
+import shutil
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import scipy.io
+from PIL import Image, ImageDraw
+
+from attrnet.attributes import (
+    AGE_BINS,
+    AGE_FIELD,
+    ANNOTATION_FIELDS,
+    LOWER_COLOURS,
+    UPPER_COLOURS,
+)
+from attrnet.data.synthetic_render import (
+    Camera,
+    encode_jpeg,
+    make_camera,
+    make_look,
+    make_tracklet,
+    render_fragment,
+    render_person,
+)
+from attrnet.io import atomic_open, atomic_write_text
+
+#: Bumped whenever the output of a given parameter set changes (it names cache folders).
+GENERATOR_VERSION = 1
+MANIFEST_NAME = "synthetic.json"
+TRAIN_DIR, TEST_DIR, QUERY_DIR = "bounding_box_train", "bounding_box_test", "query"
+NUM_CAMERAS = 6
+JPEG_QUALITY = 90
+PARALLEL_MIN_IMAGES = 1000
+
+# ----------------------------------------------------------------------------- label statistics
+
+#: Nodes of the sampling network, in sampling order: (name, parents, number of states).
+#: Binary fields and age have state = code - 1; ``carry`` is none/backpack/bag/handbag (at most
+#: one of the three is marked in Market-1501); ``upcolour``/``downcolour`` index
+#: ``UPPER_COLOURS``/``LOWER_COLOURS`` with one extra last state for "no colour" (multicolor).
+NETWORK: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("gender", (), 2),
+    ("age", ("gender",), 4),
+    ("clothes", ("gender",), 2),
+    ("hair", ("gender", "clothes"), 2),
+    ("down", ("clothes", "age"), 2),
+    ("up", ("gender",), 2),
+    ("hat", (), 2),
+    ("carry", ("gender", "age"), 4),
+    ("upcolour", ("gender",), len(UPPER_COLOURS) + 1),
+    ("downcolour", ("gender", "clothes"), len(LOWER_COLOURS) + 1),
+)
+CARRY_FIELDS = ("backpack", "bag", "handbag")
+
+#: Counts of each node's states per parent configuration in the real train split (751 ids).
+#: The parents' strongest links in the real labels are kept: dress only for women, long hair
+#: mostly women (426 of 431 men short-haired), short lower clothing mostly teenagers and
+#: dresses, bags carried by women, backpacks by teenagers, colours by gender and garment.
+REAL_TRAIN_COUNTS: dict[str, dict[tuple[int, ...], tuple[int, ...]]] = {
+    "gender": {(): (431, 320)},
+    "age": {(0,): (8, 315, 101, 7), (1,): (6, 254, 59, 1)},
+    "clothes": {(0,): (0, 431), (1,): (110, 210)},
+    "hair": {(0, 0): (0, 0), (0, 1): (426, 5), (1, 0): (19, 91), (1, 1): (61, 149)},
+    "down": {
+        (0, 0): (0, 4), (0, 1): (12, 74), (0, 2): (2, 17), (0, 3): (1, 0),
+        (1, 0): (3, 7), (1, 1): (157, 326), (1, 2): (112, 29), (1, 3): (7, 0),
+    },
+    "up": {(0,): (11, 420), (1,): (28, 292)},
+    "hat": {(): (731, 20)},
+    "carry": {
+        (0, 0): (8, 0, 0, 0), (0, 1): (135, 122, 33, 25),
+        (0, 2): (48, 6, 29, 18), (0, 3): (6, 0, 1, 0),
+        (1, 0): (6, 0, 0, 0), (1, 1): (62, 69, 99, 24),
+        (1, 2): (16, 2, 23, 18), (1, 3): (0, 0, 0, 1),
+    },
+    "upcolour": {
+        (0,): (69, 115, 38, 15, 23, 62, 35, 35, 39),
+        (1,): (44, 113, 40, 15, 13, 24, 11, 21, 39),
+    },
+    "downcolour": {
+        (0, 0): (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
+        (0, 1): (185, 24, 2, 0, 0, 89, 68, 5, 46, 12),
+        (1, 0): (28, 22, 15, 0, 8, 8, 11, 5, 4, 9),
+        (1, 1): (80, 12, 12, 2, 2, 26, 44, 4, 19, 9),
+    },
+}
+
+#: Number of identities of the real train split, and its positives per target.
+REAL_TRAIN_SIZE = 751
+REAL_TRAIN_POSITIVES: dict[str, int] = {
+    "young": 14, "teenager": 569, "adult": 160, "old": 8,
+    "backpack": 199, "bag": 185, "handbag": 86, "clothes": 641, "down": 457, "up": 712,
+    "hair": 245, "hat": 20, "gender": 320,
+    "upblack": 113, "upwhite": 228, "upred": 78, "uppurple": 30, "upyellow": 36, "upgray": 86,
+    "upblue": 46, "upgreen": 56, "upmulticolor": 78,
+    "downblack": 293, "downwhite": 58, "downpink": 29, "downpurple": 2, "downyellow": 10,
+    "downgray": 123, "downblue": 123, "downgreen": 14, "downbrown": 69, "downmulticolor": 30,
+}
+
+#: Field order of the real file's ``train`` struct (its ``test`` struct uses
+#: ``ANNOTATION_FIELDS`` order); mirrored so readers are exercised on both orders.
+REAL_TRAIN_FIELD_ORDER: tuple[str, ...] = (
+    "age", "backpack", "bag", "handbag", "downblack", "downblue", "downbrown", "downgray",
+    "downgreen", "downpink", "downpurple", "downwhite", "downyellow", "upblack", "upblue",
+    "upgreen", "upgray", "uppurple", "upred", "upwhite", "upyellow", "clothes", "down", "up",
+    "hair", "hat", "gender",
+)
+
+
+def _colour_state(fields: pd.DataFrame, colours: tuple[str, ...]) -> np.ndarray:
+    """Index of the marked colour per row, ``len(colours)`` where none is marked."""
+    marked = fields[list(colours)].to_numpy(dtype=int) == 2
+    return np.where(marked.any(axis=1), marked.argmax(axis=1), len(colours))
+
+
+def identity_states(fields: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Network node states (0-based) of annotated fields in 1/2 coding.
+
+    ``carry`` takes the last marked of backpack, bag, handbag (Market-1501 marks at most one).
+    """
+    states = {
+        name: fields[name].to_numpy(dtype=int) - 1
+        for name, _, _ in NETWORK if name in ANNOTATION_FIELDS
+    }
+    carry = np.zeros(len(fields), dtype=int)
+    for state, name in enumerate(CARRY_FIELDS, start=1):
+        carry[fields[name].to_numpy(dtype=int) == 2] = state
+    states["carry"] = carry
+    states["upcolour"] = _colour_state(fields, UPPER_COLOURS)
+    states["downcolour"] = _colour_state(fields, LOWER_COLOURS)
+    return states
+
+
+def _parent_rows(
+    parents: tuple[str, ...], states: Mapping[str, np.ndarray], count: int
+) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
+    """Every configuration of ``parents`` with the mask of rows of ``states`` that have it."""
+    sizes = {name: size for name, _, size in NETWORK}
+    for config in itertools.product(*(range(sizes[p]) for p in parents)):
+        rows = np.ones(count, dtype=bool)
+        for parent, value in zip(parents, config, strict=True):
+            rows &= states[parent] == value
+        yield config, rows
+
+
+def network_counts(fields: pd.DataFrame) -> dict[str, dict[tuple[int, ...], tuple[int, ...]]]:
+    """Per node, the counts of its states for every parent configuration (the baked table).
+
+    Used to derive ``REAL_TRAIN_COUNTS`` from the real file and to check it against it.
+    """
+    states = identity_states(fields)
+    return {
+        name: {
+            config: tuple(int(c) for c in np.bincount(states[name][rows], minlength=size))
+            for config, rows in _parent_rows(parents, states, len(fields))
+        }
+        for name, parents, size in NETWORK
+    }
+
+
+def _conditional(name: str, config: tuple[int, ...]) -> np.ndarray:
+    """P(node state | parent configuration) from the baked counts.
+
+    A configuration never seen in the real data (e.g. the lower colour of a man's dress, which
+    the network never samples) falls back to the node's pooled counts.
+    """
+    table = REAL_TRAIN_COUNTS[name]
+    counts = np.asarray(table[config], dtype=np.float64)
+    if counts.sum() == 0:
+        counts = np.sum([np.asarray(c, dtype=np.float64) for c in table.values()], axis=0)
+    return counts / counts.sum()
+
+
+def _states_to_fields(states: Mapping[str, np.ndarray]) -> pd.DataFrame:
+    """The 27 annotated fields (1/2 coding, age 1..4, uint8) of sampled node states."""
+    fields = {name: states[name] + 1 for name, _, _ in NETWORK if name in ANNOTATION_FIELDS}
+    for state, name in enumerate(CARRY_FIELDS, start=1):
+        fields[name] = np.where(states["carry"] == state, 2, 1)
+    for group, colours in (("upcolour", UPPER_COLOURS), ("downcolour", LOWER_COLOURS)):
+        for index, name in enumerate(colours):
+            fields[name] = np.where(states[group] == index, 2, 1)
+    return pd.DataFrame({name: fields[name] for name in ANNOTATION_FIELDS}).astype(np.uint8)
+
+
+def _systematic(probabilities: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
+    """``count`` states whose frequencies match ``probabilities`` as closely as counts allow.
+
+    Systematic sampling (evenly spaced points with one random offset through the cumulative
+    distribution) and a shuffle: unlike independent draws, even a split of 200 identities
+    shows the real rates up to rounding, and rare states still appear by chance.
+    """
+    points = (rng.random() + np.arange(count)) / count
+    states = np.searchsorted(np.cumsum(probabilities), points, side="right")
+    return rng.permutation(np.minimum(states, len(probabilities) - 1))
+
+
+def sample_identity_attributes(count: int, rng: np.random.Generator) -> pd.DataFrame:
+    """Draw ``count`` identities' 27 annotated fields following the real label statistics.
+
+    Nodes are drawn in ``NETWORK`` order, within each configuration of the already drawn
+    parents from the baked conditional, so the marginals and the kept co-occurrences match
+    the real train split.
+    """
+    states: dict[str, np.ndarray] = {}
+    for name, parents, _ in NETWORK:
+        drawn = np.zeros(count, dtype=np.int64)
+        for config, rows in _parent_rows(parents, states, count):
+            drawn[rows] = _systematic(_conditional(name, config), int(rows.sum()), rng)
+        states[name] = drawn
+    return _states_to_fields(states)
+
+
+# ----------------------------------------------------------------------------- layout
+
+
+@dataclass(frozen=True)
+class SyntheticParams:
+    """Everything that determines a generated dataset (and names its cache folder)."""
+
+    seed: int = 0
+    num_train_ids: int = 200
+    num_test_ids: int = 100
+    images_per_id: int = 12
+    height: int = 128
+    width: int = 64
+    num_junk: int = 40
+    num_distractors: int = 40
+
+    def validate(self) -> None:
+        """Reject parameters that cannot give a Market-style set, saying which and why."""
+        total = self.num_train_ids + self.num_test_ids
+        checks = (
+            (self.num_train_ids >= 1 and self.num_test_ids >= 1,
+             "num_train_ids and num_test_ids must be >= 1"),
+            (total <= 9999, f"at most 9999 identities fit 4-digit person ids, got {total}"),
+            (self.images_per_id >= 4,
+             "images_per_id must be >= 4 (two cameras with two images each per identity)"),
+            (32 <= self.height <= 1024 and 16 <= self.width <= 1024,
+             "height must be in 32..1024 and width in 16..1024"),
+            (self.num_junk >= 0 and self.num_distractors >= 0,
+             "num_junk and num_distractors must be >= 0"),
+        )
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"synthetic Market-1501: {message} ({self})")
+
+    @property
+    def folder_name(self) -> str:
+        """Cache folder name derived from all parameters and the generator version."""
+        return (
+            f"market_synthetic-v{GENERATOR_VERSION}-seed{self.seed}"
+            f"-ids{self.num_train_ids}+{self.num_test_ids}-img{self.images_per_id}"
+            f"-{self.height}x{self.width}-junk{self.num_junk}-distr{self.num_distractors}"
+        )
+
+
+@dataclass(frozen=True)
+class _ImageName:
+    """Market-1501 file name parts: ``PPPP_cCsS_FFFFFF_BB.jpg`` (pid -1 written as ``-1``)."""
+
+    pid: int
+    camera: int
+    sequence: int
+    frame: int
+    box: int
+
+    def __str__(self) -> str:
+        pid = "-1" if self.pid < 0 else f"{self.pid:04d}"
+        return f"{pid}_c{self.camera}s{self.sequence}_{self.frame:06d}_{self.box:02d}.jpg"
+
+
+def _rng(seed: int, *keys: int) -> np.random.Generator:
+    """Independent generator for one purpose (keys), so parts do not shift each other."""
+    return np.random.default_rng([seed, *keys])
+
+
+_STREAM_IDS, _STREAM_ATTRIBUTES, _STREAM_CAMERA, _STREAM_IDENTITY, _STREAM_FRAGMENT = range(5)
+
+
+def _person_ids(params: SyntheticParams) -> tuple[np.ndarray, np.ndarray]:
+    """Disjoint sorted train and test person ids, interleaved over 1..max(1501, total)."""
+    rng = _rng(params.seed, _STREAM_IDS)
+    total = params.num_train_ids + params.num_test_ids
+    pool = np.arange(1, max(1501, total) + 1)
+    chosen = rng.permutation(rng.choice(pool, size=total, replace=False))
+    return np.sort(chosen[: params.num_train_ids]), np.sort(chosen[params.num_train_ids:])
+
+
+def _camera_counts(rng: np.random.Generator, images: int) -> dict[int, int]:
+    """Cameras of one identity (2 to 6) and its images per camera (at least two each)."""
+    num_cameras = int(rng.integers(2, min(NUM_CAMERAS, images // 2) + 1))
+    cameras = np.sort(rng.choice(np.arange(1, NUM_CAMERAS + 1), size=num_cameras, replace=False))
+    extra = rng.multinomial(images - 2 * num_cameras, np.full(num_cameras, 1.0 / num_cameras))
+    return {int(c): 2 + int(e) for c, e in zip(cameras, extra, strict=True)}
+
+
+def _tracklet_names(
+    rng: np.random.Generator, pid: int, camera: int, count: int
+) -> list[_ImageName]:
+    """Names of ``count`` consecutive frames of one person in one camera sequence."""
+    sequence = int(rng.integers(1, 7))
+    frames = int(rng.integers(1, 150_000)) + np.cumsum(rng.integers(5, 40, size=count))
+    boxes = rng.integers(1, 5, size=count)
+    return [_ImageName(pid, camera, sequence, int(f), int(b))
+            for f, b in zip(frames, boxes, strict=True)]
+
+
+def _write_identity(
+    root: Path, pid: int, fields: Mapping[str, int], test: bool, cameras: list[Camera],
+    params: SyntheticParams,
+) -> None:
+    """Render and write all images of one identity.
+
+    Test identities give one image from each of two cameras to ``query/``; every camera
+    keeps at least one other image in ``bounding_box_test/``, so each query has gallery images
+    from another camera.
+    """
+    rng = _rng(params.seed, _STREAM_IDENTITY, pid)
+    look = make_look(fields, rng, params.height)
+    counts = _camera_counts(rng, params.images_per_id)
+    query_cameras: set[int] = set()
+    if test:
+        query_cameras = set(rng.choice(sorted(counts), size=2, replace=False).tolist())
+    gallery = TEST_DIR if test else TRAIN_DIR
+    for camera, count in counts.items():
+        shots = make_tracklet(cameras[camera - 1], rng, count, params.height, params.width)
+        names = _tracklet_names(rng, pid, camera, count)
+        query_index = int(rng.integers(count)) if camera in query_cameras else -1
+        for index, (shot, name) in enumerate(zip(shots, names, strict=True)):
+            image = render_person(look, shot, cameras[camera - 1], rng, params.width)
+            folder = QUERY_DIR if index == query_index else gallery
+            (root / folder / str(name)).write_bytes(encode_jpeg(image, JPEG_QUALITY))
+
+
+#: One identity to render: person id, its 27 annotated fields, whether it is a test identity.
+_Job = tuple[int, dict[str, int], bool]
+
+
+def _cameras(params: SyntheticParams) -> list[Camera]:
+    """The six cameras of a parameter set (the same in every process)."""
+    return [make_camera(_rng(params.seed, _STREAM_CAMERA, c), params.height, params.width)
+            for c in range(1, NUM_CAMERAS + 1)]
+
+
+def _render_identities(root: Path, params: SyntheticParams, jobs: list[_Job]) -> None:
+    """Render and write a share of the identities (in a worker process when parallel)."""
+    cameras = _cameras(params)
+    for pid, fields, test in jobs:
+        _write_identity(root, pid, fields, test, cameras, params)
+
+
+def _worker_count(workers: int | None, images: int) -> int:
+    """Processes to render with: ``workers``, or by default the CPUs (at most 8) for big sets."""
+    if workers is None:
+        return min(os.cpu_count() or 1, 8) if images >= PARALLEL_MIN_IMAGES else 1
+    if workers < 1:
+        raise ValueError(f"synthetic Market-1501: workers must be >= 1, got {workers}")
+    return workers
+
+
+def _render_all(root: Path, params: SyntheticParams, jobs: list[_Job], workers: int) -> None:
+    """Render all identities, split round-robin over ``workers`` processes when more than one.
+
+    Every identity draws from its own seeded generator, so the files do not depend on how
+    the work is split.
+    """
+    workers = min(workers, len(jobs))
+    if workers == 1:
+        _render_identities(root, params, jobs)
+        return
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        shares = [pool.submit(_render_identities, root, params, jobs[i::workers])
+                  for i in range(workers)]
+        for share in shares:
+            share.result()
+
+
+def _write_fragments(root: Path, cameras: list[Camera], params: SyntheticParams) -> None:
+    """Junk (pid -1, mostly scene) and distractor (pid 0000, body parts) crops in the gallery."""
+    rng = _rng(params.seed, _STREAM_FRAGMENT)
+    total = params.num_junk + params.num_distractors
+    fields = sample_identity_attributes(total, rng)
+    taken: set[str] = set()
+    for index in range(total):
+        junk = index < params.num_junk
+        camera = int(rng.integers(1, NUM_CAMERAS + 1))
+        look = make_look(fields.iloc[index], rng, params.height)
+        zoom = rng.uniform(0.8, 1.3) if junk else rng.uniform(1.5, 2.6)
+        image = render_fragment(look, cameras[camera - 1], rng, params.width, float(zoom))
+        name = str(_tracklet_names(rng, -1 if junk else 0, camera, 1)[0])
+        while name in taken:
+            name = str(_tracklet_names(rng, -1 if junk else 0, camera, 1)[0])
+        taken.add(name)
+        (root / TEST_DIR / name).write_bytes(encode_jpeg(image, JPEG_QUALITY))
+
+
+# ----------------------------------------------------------------------------- annotations
+
+
+def _mat_split(fields: pd.DataFrame, order: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """One split struct as in the real file: (1, N) uint8 fields and ``image_index`` cells."""
+    split: dict[str, np.ndarray] = {
+        name: fields[name].to_numpy(dtype=np.uint8).reshape(1, -1) for name in order
+    }
+    index = np.empty((1, len(fields)), dtype=object)
+    for position, pid in enumerate(fields.index):
+        index[0, position] = f"{int(pid):04d}"
+    split["image_index"] = index
+    return split
+
+
+def _write_mat(path: Path, train: pd.DataFrame, test: pd.DataFrame) -> None:
+    """``market_attribute.mat`` with the real structure, byte-identical across runs.
+
+    scipy stamps the creation time into the 116-byte text header; it is replaced by a fixed one.
+    """
+    content = {"market_attribute": {
+        "test": _mat_split(test, ANNOTATION_FIELDS),
+        "train": _mat_split(train, REAL_TRAIN_FIELD_ORDER),
+    }}
+    buffer = io.BytesIO()
+    scipy.io.savemat(buffer, content, format="5", oned_as="row")
+    raw = bytearray(buffer.getvalue())
+    header = f"MATLAB 5.0 MAT-file, attrnet synthetic Market-1501 v{GENERATOR_VERSION}"
+    raw[:116] = header.encode("ascii").ljust(116, b" ")
+    with atomic_open(path, "wb") as handle:
+        handle.write(bytes(raw))
+
+
+def _write_course_csv(path: Path, train: pd.DataFrame) -> None:
+    """The study's ``annotations_train.csv``: ``id`` (integer person id) + 27 fields."""
+    lines = [",".join(("id", *ANNOTATION_FIELDS))]
+    for pid, row in train.iterrows():
+        lines.append(",".join([str(int(pid)), *(str(int(row[f])) for f in ANNOTATION_FIELDS)]))
+    atomic_write_text(path, "\n".join(lines) + "\n")
+
+
+# ----------------------------------------------------------------------------- entry points
+
+
+def generate_synthetic_market(
+    root: Path | str,
+    *,
+    seed: int = 0,
+    num_train_ids: int = 200,
+    num_test_ids: int = 100,
+    images_per_id: int = 12,
+    height: int = 128,
+    width: int = 64,
+    num_junk: int = 40,
+    num_distractors: int = 40,
+    workers: int | None = None,
+) -> Path:
+    """Write a synthetic Market-1501 into ``root`` and return ``root``.
+
+    Layout: ``bounding_box_train/`` (train ids), ``bounding_box_test/`` (test ids, junk
+    ``-1`` and distractors ``0000``), ``query/`` (one image from each of two cameras per test
+    id),
+    ``market_attribute.mat`` (train and test splits) and ``annotations_train.csv``. The
+    same parameters always give byte-identical files. ``root`` must be absent or empty, so
+    no stale file of another generation can mix in.
+
+    ``workers`` processes render the identities (default: one per CPU, at most 8, for sets of
+    1000+ images; the output does not depend on it). Like DataLoader workers, processes started
+    by "spawn" (macOS, Windows) need the calling script's code under ``if __name__ ==
+    "__main__":``.
+    """
+    params = SyntheticParams(seed, num_train_ids, num_test_ids, images_per_id, height, width,
+                             num_junk, num_distractors)
+    params.validate()
+    root = Path(root)
+    if root.exists() and any(root.iterdir()):
+        raise FileExistsError(f"synthetic Market-1501: {root} is not empty; give a new folder")
+    for folder in (TRAIN_DIR, TEST_DIR, QUERY_DIR):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    train_ids, test_ids = _person_ids(params)
+    all_ids = np.concatenate([train_ids, test_ids])
+    attributes_rng = _rng(seed, _STREAM_ATTRIBUTES)
+    fields = pd.concat([sample_identity_attributes(len(ids), attributes_rng)
+                        for ids in (train_ids, test_ids)])
+    fields.index = pd.Index(all_ids, name="id")
+    jobs = [(int(pid), {name: int(v) for name, v in fields.iloc[position].items()},
+             position >= len(train_ids)) for position, pid in enumerate(all_ids)]
+    _render_all(root, params, jobs, _worker_count(workers, len(jobs) * images_per_id))
+    _write_fragments(root, _cameras(params), params)
+    _write_mat(root / "market_attribute.mat", fields.loc[train_ids], fields.loc[test_ids])
+    _write_course_csv(root / "annotations_train.csv", fields.loc[train_ids])
+    return root
+
+
+def default_cache_dir() -> Path:
+    """Cache root: ``$ATTRNET_CACHE`` if set, else ``~/.cache/attrnet``."""
+    configured = os.environ.get("ATTRNET_CACHE")
+    return Path(configured) if configured else Path.home() / ".cache" / "attrnet"
+
+
+def _manifest(params: SyntheticParams, root: Path) -> dict:
+    """Record of a complete generation: parameters, version and image counts per folder."""
+    counts = {f: len(list((root / f).glob("*.jpg"))) for f in (TRAIN_DIR, TEST_DIR, QUERY_DIR)}
+    return {"generator": "attrnet.data.synthetic", "version": GENERATOR_VERSION,
+            "params": asdict(params), "images": counts}
+
+
+def _is_complete(target: Path, params: SyntheticParams) -> bool:
+    """True when ``target`` holds a manifest written for exactly these parameters."""
+    try:
+        manifest = json.loads((target / MANIFEST_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    expected = {"version": GENERATOR_VERSION, "params": asdict(params)}
+    return all(manifest.get(key) == value for key, value in expected.items())
+
+
+def ensure_synthetic_market(
+    cache_dir: Path | str | None = None, workers: int | None = None, **params: int
+) -> Path:
+    """Return the cached synthetic set for ``params``, generating it first if needed.
+
+    The set is written into a temporary folder that is renamed into place, and the manifest
+    is written last, so an interrupted run never looks complete and is regenerated. Meant to
+    be called by one process (e.g. Lightning's ``prepare_data``), not by every DDP rank.
+    ``params`` are those of ``SyntheticParams``; ``workers`` as for
+    ``generate_synthetic_market``.
+    """
+    settings = SyntheticParams(**params)
+    settings.validate()
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    target = cache / settings.folder_name
+    if _is_complete(target, settings):
+        return target
+    partial = cache / f".{settings.folder_name}.partial"
+    for stale in (partial, target):
+        if stale.exists():
+            shutil.rmtree(stale)
+    generate_synthetic_market(partial, workers=workers, **asdict(settings))
+    os.replace(partial, target)
+    manifest = json.dumps(_manifest(settings, target), indent=2, sort_keys=True)
+    atomic_write_text(target / MANIFEST_NAME, manifest + "\n")
+    return target
+
+
+# ----------------------------------------------------------------------------- sample grid
+
+
+def describe(fields: Mapping[str, int]) -> list[str]:
+    """Short human-readable attribute lines of one identity (for figures)."""
+    age = AGE_BINS[int(fields[AGE_FIELD]) - 1]
+    upper = next((c[2:] for c in UPPER_COLOURS if int(fields[c]) == 2), "multicolour")
+    lower = next((c[4:] for c in LOWER_COLOURS if int(fields[c]) == 2), "multicolour")
+    garment = "dress" if int(fields["clothes"]) == 1 else "pants"
+    carried = [f for f in (*CARRY_FIELDS, "hat") if int(fields[f]) == 2]
+    return [
+        f"{'female' if int(fields['gender']) == 2 else 'male'}, {age}",
+        f"{'long' if int(fields['hair']) == 2 else 'short'} hair",
+        f"{upper} {'short' if int(fields['up']) == 2 else 'long'} sleeves",
+        f"{lower} {'short' if int(fields['down']) == 2 else 'long'} {garment}",
+        ", ".join(carried) if carried else "-",
+    ]
+
+
+def _diverse_ids(table: pd.DataFrame, count: int) -> list[int]:
+    """Greedily pick identities that together show as many distinct attribute values as can."""
+    values = {int(pid): {(f, int(row[f])) for f in ANNOTATION_FIELDS}
+              for pid, row in table.iterrows()}
+    seen: set[tuple[str, int]] = set()
+    chosen: list[int] = []
+    for _ in range(min(count, len(values))):
+        best = max((p for p in values if p not in chosen), key=lambda p: len(values[p] - seen))
+        chosen.append(best)
+        seen |= values[best]
+    return chosen
+
+
+def _one_per_camera_first(files: list[Path], count: int) -> list[Path]:
+    """Up to ``count`` files, one per camera before any second image of a camera."""
+    firsts, rest, cameras = [], [], set()
+    for file in files:
+        camera = file.name.split("_")[1][:2]
+        (rest if camera in cameras else firsts).append(file)
+        cameras.add(camera)
+    return (firsts + rest)[:count]
+
+
+def _tile(file: Path, zoom: int) -> Image.Image:
+    """One crop, enlarged ``zoom`` times without smoothing."""
+    with Image.open(file) as crop:
+        return crop.convert("RGB").resize((crop.width * zoom, crop.height * zoom),
+                                          Image.NEAREST)
+
+
+def save_sample_grid(root: Path | str, path: Path | str, n: int = 8, per_id: int = 6) -> Path:
+    """Write a PNG grid: ``n`` train identities (rows), ``per_id`` images across cameras.
+
+    Identities are picked to cover many attribute values; each row ends with its labels.
+    """
+    root, path = Path(root), Path(path)
+    table = pd.read_csv(root / "annotations_train.csv").set_index("id")
+    files = sorted((root / TRAIN_DIR).glob("*.jpg"))
+    chosen = _diverse_ids(table, n)
+    zoom, gap, text_width = 2, 2, 150
+    tile_width, tile_height = _tile(files[0], zoom).size
+    step_x, step_y = tile_width + gap, tile_height + gap
+    grid = Image.new("RGB", (per_id * step_x + text_width, len(chosen) * step_y), "white")
+    draw = ImageDraw.Draw(grid)
+    for row, pid in enumerate(chosen):
+        own = [f for f in files if int(f.name[:4]) == pid]
+        for column, file in enumerate(_one_per_camera_first(own, per_id)):
+            grid.paste(_tile(file, zoom), (column * step_x, row * step_y))
+        lines = [f"id {pid:04d}", *describe(table.loc[pid].to_dict())]
+        draw.multiline_text((per_id * step_x + 6, row * step_y + 8), "\n".join(lines),
+                            fill="black", spacing=6)
+    buffer = io.BytesIO()
+    grid.save(buffer, format="PNG")
+    with atomic_open(path, "wb") as handle:
+        handle.write(buffer.getvalue())
+    return path
