@@ -150,6 +150,8 @@ class SyntheticSource(DataSource):
             images_per_id=images_per_id,
             height=height,
             width=width,
+            num_junk=num_junk,
+            num_distractors=num_distractors,
         )
 
     def prepare(self) -> Path:
