@@ -22,8 +22,8 @@ def _reid(run: Path, out: Path, *overrides: str) -> dict:
 
 
 def test_study_protocol_table2_and_pictures(trained_run: Path, tmp_path: Path) -> None:
-    results = _reid(trained_run, tmp_path, "mode=val", "distances=[euclidean,weighted]")
-    assert set(results) == {"euclidean", "weighted"}
+    results = _reid(trained_run, tmp_path, "mode=val", "distances=[euclidean,weighted,random]")
+    assert set(results) == {"euclidean", "weighted", "random"}
     for row in results.values():
         assert 0.0 <= row["rank1"] <= row["rank5"] <= 1.0 and 0.0 < row["mAP"] <= 1.0
         assert row["num_valid_queries"] == 3  # one query per validation identity

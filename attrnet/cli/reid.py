@@ -104,6 +104,9 @@ class ReidRun:
     def distance(
         self, query: Side, gallery: Side, metric: str, weights: torch.Tensor | None
     ) -> torch.Tensor:
+        if metric == "random":  # chance level: a seeded random ranking, the reference row
+            generator = torch.Generator().manual_seed(self.cfg.query_seed)
+            return torch.rand(len(query.frame), len(gallery.frame), generator=generator)
         kind = "euclidean" if metric == "weighted" and weights is None else metric
         if self.cfg.rerank:
             return re_ranking(
@@ -253,7 +256,7 @@ def _ranked_list_pictures(
     weights: torch.Tensor | None,
     protocol: str,
 ) -> None:
-    """Query + top-10 with green (match) / red (miss) borders, as PNG files and TensorBoard images."""
+    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard."""
     count = min(run.cfg.num_ranked_lists, len(query.frame))
     if count == 0:
         return

@@ -41,6 +41,7 @@ class AttributeModule(L.LightningModule):
         pretrained: bool = False,
         weights_path: str | None = None,
         activation_checkpointing: bool = False,
+        zero_init_residual: bool = True,
         channels_last: bool = False,
         threshold: float = 0.5,
         num_logged_images: int = 16,
@@ -63,6 +64,7 @@ class AttributeModule(L.LightningModule):
             pretrained=pretrained,
             weights_path=weights_path,
             activation_checkpointing=activation_checkpointing,
+            zero_init_residual=zero_init_residual,
         )
         self.channels_last = channels_last
         if channels_last:
