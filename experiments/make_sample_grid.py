@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="PNG to write")
     parser.add_argument("--seed", type=int, default=0, help="generator seed")
-    parser.add_argument("--rows", type=int, default=10, help="identities shown")
+    parser.add_argument("--rows", type=int, default=8, help="identities shown")
     parser.add_argument("--columns", type=int, default=6, help="images per identity")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:

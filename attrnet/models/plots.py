@@ -67,6 +67,5 @@ def prediction_grid(
                 transform=axis.transAxes,
                 va="top",
             )
-        axis.set_ylim(axis.get_ylim()[0], axis.get_ylim()[1])
     figure.subplots_adjust(hspace=1.4, bottom=0.0, top=0.98)
     return figure
