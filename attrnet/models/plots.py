@@ -40,15 +40,24 @@ def prediction_grid(
     """
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(1.9 * columns, 4.0 * rows), squeeze=False)
+    figure, axes = plt.subplots(
+        2 * rows,
+        columns,
+        figsize=(1.9 * columns, 5.0 * rows),
+        squeeze=False,
+        gridspec_kw={"height_ratios": [1.0, 1.1] * rows},
+    )
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for axis, index in zip(axes.ravel(), range(rows * columns), strict=True):
-        axis.axis("off")
+    for index in range(rows * columns):
+        picture_axis = axes[2 * (index // columns), index % columns]
+        text_axis = axes[2 * (index // columns) + 1, index % columns]
+        picture_axis.axis("off")
+        text_axis.axis("off")
         if index >= count:
             continue
         picture = (images[index].float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-        axis.imshow(picture)
+        picture_axis.imshow(picture)
         predicted = probabilities[index] >= threshold
         truth = targets[index] > 0.5
         lines = []
@@ -57,15 +66,15 @@ def prediction_grid(
                 lines.append((name, "green" if truth[j] else "red"))
             elif truth[j]:
                 lines.append((f"({name})", "orange"))
-        for k, (text, colour) in enumerate(lines[:14]):
-            axis.text(
-                0,
-                1.0 + 0.05 + 0.055 * k,
+        for k, (text, colour) in enumerate(lines[:16]):
+            text_axis.text(
+                0.0,
+                1.0 - 0.062 * k,
                 text,
                 color=colour,
                 fontsize=6,
-                transform=axis.transAxes,
+                transform=text_axis.transAxes,
                 va="top",
             )
-    figure.subplots_adjust(hspace=1.4, bottom=0.0, top=0.98)
+    figure.subplots_adjust(hspace=0.05, wspace=0.1, top=0.99, bottom=0.01, left=0.02, right=0.98)
     return figure
