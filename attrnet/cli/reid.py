@@ -163,7 +163,9 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
     """Run ``attrnet-reid``; returns per-distance metrics (val/market1501) or test-mode figures."""
     run = ReidRun(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    val, val_query, val_gallery = _study_val_sides(run)
+    # validation features serve the val protocol, the test-mode threshold and the weights
+    if cfg.mode != "market1501" or "weighted" in cfg.distances:
+        val, val_query, val_gallery = _study_val_sides(run)
     weights = run.attribute_weights(val) if "weighted" in cfg.distances else None
     writer = SummaryWriter(str(output_dir / "tensorboard"))
     results: dict[str, dict[str, float]] = {}
@@ -175,8 +177,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
             query, gallery, protocol = val_query, val_gallery, "study"
         else:
             (query, gallery), protocol = _table_sides(run), "market1501"
+        shown = None
         for metric in cfg.distances:
             distmat = run.distance(query, gallery, metric, weights)
+            shown = distmat if shown is None else shown
             rank = evaluate_rank(
                 distmat,
                 query.frame["person_id"].to_numpy(),
@@ -189,9 +193,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
             results[metric] = rank.as_dict()
             for name, value in results[metric].items():
                 writer.add_scalar(f"reid/{metric}/{name}", value)
-        _ranked_list_pictures(
-            run, writer, output_dir, query, gallery, cfg.distances[0], weights, protocol
-        )
+        _ranked_list_pictures(run, writer, output_dir, query, gallery, shown, protocol)
         _print_table(results, cfg)
     writer.close()
     payload = {
@@ -252,27 +254,30 @@ def _ranked_list_pictures(
     output_dir: Path,
     query: Side,
     gallery: Side,
-    metric: str,
-    weights: torch.Tensor | None,
+    distmat: torch.Tensor,
     protocol: str,
 ) -> None:
-    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard."""
+    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard.
+
+    ``distmat`` is the evaluated matrix of the first distance, so the pictures show exactly
+    the ranking that was scored (re-ranking included).
+    """
     count = min(run.cfg.num_ranked_lists, len(query.frame))
     if count == 0:
         return
-    subset = Side(query.frame.iloc[:count], query.features[:count])
-    distmat = run.distance(subset, gallery, metric, weights).clone()
+    subset = query.frame.iloc[:count]
+    distmat = distmat[:count].clone()
     g_pids, g_cams = gallery.frame["person_id"].to_numpy(), gallery.frame["camera_id"].to_numpy()
     pictures = []
     for row in range(count):
-        pid, cam = subset.frame["person_id"].iloc[row], subset.frame["camera_id"].iloc[row]
+        pid, cam = subset["person_id"].iloc[row], subset["camera_id"].iloc[row]
         if protocol == "market1501":
             invalid = ((g_pids == pid) & (g_cams == cam)) | (g_pids == JUNK_ID)
             distmat[row, torch.as_tensor(invalid)] = float("inf")
         top = torch.argsort(distmat[row], stable=True)[:10].numpy()
         pictures.append(
             draw_ranked_list(
-                subset.frame["path"].iloc[row],
+                subset["path"].iloc[row],
                 gallery.frame["path"].to_numpy()[top].tolist(),
                 (g_pids[top] == pid).tolist(),
             )
