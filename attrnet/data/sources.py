@@ -7,7 +7,7 @@ fixed list downstream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +21,7 @@ from attrnet.data.readers import (
     read_generic_csv,
     read_market_attribute_mat,
 )
+from attrnet.data.synthetic import SyntheticParams, ensure_synthetic_market
 
 
 @dataclass
@@ -143,23 +144,21 @@ class SyntheticSource(DataSource):
             raise ValueError(f"annotations must be 'mat' or 'csv', got {annotations!r}")
         self.cache_dir = cache_dir
         self.annotations = annotations
-        self.params = dict(
-            seed=seed,
-            num_train_ids=num_train_ids,
-            num_test_ids=num_test_ids,
-            images_per_id=images_per_id,
-            height=height,
-            width=width,
-            num_junk=num_junk,
-            num_distractors=num_distractors,
+        self.params = SyntheticParams(
+            seed,
+            num_train_ids,
+            num_test_ids,
+            images_per_id,
+            height,
+            width,
+            num_junk,
+            num_distractors,
         )
+        self.params.validate()
 
     def prepare(self) -> Path:
         """Generate the set into the cache unless it is already there; returns its folder."""
-        from attrnet.data.synthetic import default_cache_dir, ensure_synthetic_market
-
-        cache = Path(self.cache_dir) if self.cache_dir is not None else default_cache_dir()
-        return ensure_synthetic_market(cache, **self.params)
+        return ensure_synthetic_market(self.cache_dir, **asdict(self.params))
 
     def load(self) -> DatasetTables:
         root = self.prepare()
