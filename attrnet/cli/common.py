@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from attrnet.checkpoints import load_checkpoint
 from attrnet.models.module import AttributeModule
 
 #: Hydra finds the configs in the installed package (``attrnet.conf``, i.e. the repo's ``conf/``).
@@ -12,12 +13,16 @@ CONFIG_PATH = "pkg://attrnet.conf"
 
 
 def load_attribute_module(checkpoint: str | Path, map_location: str = "cpu") -> AttributeModule:
-    """Load a trained ``AttributeModule`` safely (``weights_only=True``; no ImageNet reload)."""
+    """Load a trained ``AttributeModule`` safely (``weights_only=True``; no ImageNet reload).
+
+    The file is read by ``attrnet.checkpoints.load_checkpoint`` first, so a missing, corrupt or
+    code-carrying checkpoint fails with a ``CheckpointError`` naming it; Lightning then builds
+    the module from it.
+    """
     path = Path(checkpoint)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: checkpoint file does not exist")
+    load_checkpoint(path, map_location="cpu")
     return AttributeModule.load_from_checkpoint(
-        path, map_location=map_location, weights_only=True, pretrained=False
+        path, map_location=map_location, weights_only=True, pretrained=False, compile=False
     )
 
 
