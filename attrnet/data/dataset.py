@@ -8,14 +8,16 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from attrnet.data.images import read_image, read_images
+from attrnet.data.images import MAX_IMAGE_PIXELS, read_image, read_images
 
 
 class AttributeImageDataset(Dataset):
-    """Yields ``{"image", "target", "index"}``; decoded images can be cached in memory.
+    """Yields ``{"image", "target", "index"}`` (and ``"identity"``, a class label of the
+    person within the split, when ``identities`` is given); decoded images can be cached.
 
     With ``cache=True`` every image is decoded and resized once into a single uint8 tensor,
-    which DataLoader workers share copy-on-write.
+    which DataLoader workers share copy-on-write. Images declaring more than ``max_pixels``
+    pixels are refused undecoded (decompression bombs).
     """
 
     def __init__(
@@ -25,12 +27,16 @@ class AttributeImageDataset(Dataset):
         size: tuple[int, int],
         transform: Callable[[torch.Tensor], torch.Tensor],
         cache: bool = False,
+        identities: np.ndarray | None = None,
+        max_pixels: int = MAX_IMAGE_PIXELS,
     ) -> None:
         self.paths = list(paths)
+        self.identities = None if identities is None else torch.as_tensor(identities).long()
         self.targets = None if targets is None else torch.as_tensor(targets, dtype=torch.float32)
         self.size = tuple(size)
         self.transform = transform
-        self.images = read_images(self.paths, self.size) if cache else None
+        self.max_pixels = max_pixels
+        self.images = read_images(self.paths, self.size, max_pixels=max_pixels) if cache else None
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -39,9 +45,11 @@ class AttributeImageDataset(Dataset):
         image = (
             self.images[index]
             if self.images is not None
-            else read_image(self.paths[index], self.size)
+            else read_image(self.paths[index], self.size, self.max_pixels)
         )
         item: dict[str, torch.Tensor | int] = {"image": self.transform(image), "index": index}
         if self.targets is not None:
             item["target"] = self.targets[index]
+        if self.identities is not None:
+            item["identity"] = self.identities[index]
         return item

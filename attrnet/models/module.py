@@ -1,23 +1,43 @@
-"""The attribute LightningModule: ResNet50 (plain / attention), weighted BCE, phases, metrics."""
+"""The attribute LightningModule: ResNet50 (plain / attention), weighted BCE, phases, metrics.
+
+An optional identity branch (BNNeck, label-smoothed identity cross-entropy, batch-hard triplet
+loss) turns it into a joint attribute + identity model (APR, Lin et al. 2019) or, with the
+attribute weight at zero, a Bag-of-Tricks re-ID model (Luo et al. 2019).
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import TensorBoardLogger
 
+from attrnet.checkpoints import CheckpointError, load_checkpoint
+from attrnet.data.splits import study_reid_protocol
 from attrnet.losses import WeightedBCEWithLogits, attribute_weights
 from attrnet.metrics import AttributeMetrics
-from attrnet.models.backbone import AttributeResNet50
+from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
+from attrnet.models.identity import IdentityHead
 from attrnet.models.plots import attribute_bar_chart, prediction_grid
 from attrnet.optim import build_optimizer, build_scheduler, normalize_phase
+from attrnet.reid_losses import batch_hard_triplet_loss
+from attrnet.retrieval.distances import compute_distance
+from attrnet.retrieval.rank import evaluate_rank
 
 DEFAULT_PHASES = (
     {"optimizer": "adamw", "epochs": 50, "lr": 3e-4},
     {"optimizer": "sgd", "epochs": 100, "lr": 1e-2},
 )
+
+
+def _concat_rows(
+    parts: list[tuple[torch.Tensor, ...]],
+) -> tuple[torch.Tensor, ...]:
+    """Concatenate per-batch tuples of tensors field by field."""
+    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
 class AttributeModule(L.LightningModule):
@@ -26,6 +46,14 @@ class AttributeModule(L.LightningModule):
     ``image_size`` (height, width) records the training input size for prediction and re-ID.
     ``optimizer_phases`` is the optimizer plan (see ``attrnet.optim``); the ``OptimizerSwap``
     callback switches phases. ``active_phase`` is saved in checkpoints.
+
+    Identity branch (on when ``id_loss_weight`` or ``triplet_loss_weight`` is positive): the
+    loss is ``attribute_loss_weight * BCE + id_loss_weight * CE + triplet_loss_weight * triplet``;
+    the triplet loss acts on the pooled embedding, the cross-entropy (``label_smoothing``) on the
+    BNNeck feature, which is also the retrieval feature. Batches need an ``identity`` label
+    (``data.sampler=identity`` gives P x K batches). Validation then also logs the study's re-ID
+    protocol on the validation identities (``val/reid_rank1``, ``val/reid_mAP``).
+    ``compile`` wraps the convolutional trunk in ``torch.compile``.
     """
 
     def __init__(
@@ -46,6 +74,14 @@ class AttributeModule(L.LightningModule):
         threshold: float = 0.5,
         num_logged_images: int = 16,
         image_size: list[int] = (256, 128),
+        num_identities: int = 0,
+        attribute_loss_weight: float = 1.0,
+        id_loss_weight: float = 0.0,
+        triplet_loss_weight: float = 0.0,
+        triplet_margin: float | None = 0.3,
+        label_smoothing: float = 0.1,
+        bnneck: bool = True,
+        compile: bool = False,
     ) -> None:
         super().__init__()
         if len(positive_ratio) != len(attribute_names):
@@ -69,6 +105,12 @@ class AttributeModule(L.LightningModule):
         self.channels_last = channels_last
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
+        if compile:  # the bound method is compiled; parameter names in checkpoints stay the same
+            self.net.feature_map = torch.compile(self.net.feature_map)
+        self.identity_branch = id_loss_weight > 0 or triplet_loss_weight > 0
+        self.identity_head = (
+            IdentityHead(EMBEDDING_DIM, num_identities, bnneck) if id_loss_weight > 0 else None
+        )
         pos_weight, neg_weight = attribute_weights(torch.tensor(positive_ratio), loss_strategy)
         self.criterion = WeightedBCEWithLogits(pos_weight, neg_weight)
         self.val_metrics = AttributeMetrics(self.attribute_names, threshold=threshold)
@@ -76,6 +118,7 @@ class AttributeModule(L.LightningModule):
         self.active_phase = 0
         self.last_val_metrics: dict[str, float] = {}
         self._example_batch: dict[str, torch.Tensor] | None = None
+        self._val_identity: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         return (
@@ -94,19 +137,62 @@ class AttributeModule(L.LightningModule):
         """Attribute logits of a pooled embedding (inference: dropout is off in eval mode)."""
         return self.net.head(self.net.dropout(embedding))
 
+    def identity_feature(self, embedding: torch.Tensor) -> torch.Tensor:
+        """The identity retrieval feature: BNNeck output, or the embedding for triplet-only."""
+        if not self.identity_branch:
+            raise ValueError(
+                "this checkpoint has no identity branch (trained without id_loss_weight or "
+                "triplet_loss_weight); use attribute features (logits) or the embedding"
+            )
+        return embedding if self.identity_head is None else self.identity_head.feature(embedding)
+
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        logits = self(batch["image"])
-        loss = self.criterion(logits, batch["target"])
-        self.log(
-            "train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(logits)
-        )
+        embedding = self.embed(batch["image"])
+        logits = self.head(embedding)
+        size = len(logits)
+        attribute_loss = self.criterion(logits, batch["target"])
+        loss = self.hparams.attribute_loss_weight * attribute_loss
+        if self.identity_branch:
+            attribute_loss = attribute_loss.detach()
+            loss = loss + self._identity_losses(embedding, batch["identity"], size)
+            self.log("train/attribute_loss", attribute_loss, on_epoch=True, batch_size=size)
+        # no prog_bar: Lightning would turn it into a Python float (a GPU sync) every few steps
+        self.log("train/loss", loss, on_step=True, on_epoch=True, batch_size=size)
         return loss
 
+    def _identity_losses(
+        self, embedding: torch.Tensor, identities: torch.Tensor, size: int
+    ) -> torch.Tensor:
+        """Weighted identity cross-entropy + batch-hard triplet loss, each logged."""
+        hp = self.hparams
+        total = embedding.new_zeros((), dtype=torch.float32)
+        if hp.id_loss_weight > 0:
+            _, id_logits = self.identity_head(embedding)
+            id_loss = F.cross_entropy(
+                id_logits.float(), identities, label_smoothing=hp.label_smoothing
+            )
+            total = total + hp.id_loss_weight * id_loss
+            self.log("train/id_loss", id_loss.detach(), on_epoch=True, batch_size=size)
+        if hp.triplet_loss_weight > 0:
+            triplet = batch_hard_triplet_loss(embedding, identities, hp.triplet_margin)
+            total = total + hp.triplet_loss_weight * triplet
+            self.log("train/triplet_loss", triplet.detach(), on_epoch=True, batch_size=size)
+        return total
+
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        logits = self(batch["image"])
+        embedding = self.embed(batch["image"])
+        logits = self.head(embedding)
         loss = self.criterion(logits, batch["target"])
         self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
         self.val_metrics.update(logits, batch["target"])
+        if self.identity_branch and "identity" in batch:
+            self._val_identity.append(
+                (
+                    self.identity_feature(embedding).float().cpu(),
+                    batch["identity"].cpu(),
+                    torch.as_tensor(batch["index"]).cpu(),
+                )
+            )
         if batch_idx == 0:
             keep = self.hparams.num_logged_images
             self._example_batch = {
@@ -121,11 +207,43 @@ class AttributeModule(L.LightningModule):
         summary = {k: v for k, v in results.items() if "/" not in k}
         self.log("val/mA", summary.pop("mA"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in summary.items()})
+        if self._val_identity:
+            self.log_dict(self._validation_reid())
         if self.trainer.sanity_checking:
             return
         self.log_dict({f"val_attr/{k}": v for k, v in results.items() if "/" in k})
         self.last_val_metrics = results
         self._log_figures(results)
+
+    def _validation_reid(self) -> dict[str, float]:
+        """The study's re-ID protocol on the validation identities, with identity features.
+
+        Under DDP every rank gathers all ranks' rows (duplicates from sampler padding are
+        dropped by dataset index), so each rank logs the same full-set figures.
+        """
+        features, identities, indices = _concat_rows(self._val_identity)
+        self._val_identity = []
+        if self.trainer.world_size > 1:
+            gathered = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(gathered, (features, identities, indices))
+            features, identities, indices = _concat_rows(gathered)
+        _, first = np.unique(indices.numpy(), return_index=True)
+        features, identities = features[first], identities[first].numpy()
+        query, gallery = study_reid_protocol(identities)
+        if len(query) == 0:
+            return {}
+        distances = compute_distance(features[query], features[gallery], "euclidean")
+        zeros = np.zeros(len(identities), dtype=np.int64)
+        result = evaluate_rank(
+            distances,
+            identities[query],
+            identities[gallery],
+            zeros[query],
+            zeros[gallery],
+            max_rank=min(5, len(gallery)),
+            protocol="study",
+        )
+        return {"val/reid_rank1": float(result.cmc[0]), "val/reid_mAP": float(result.mAP)}
 
     def _log_figures(self, results: dict[str, float]) -> None:
         logger = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
@@ -158,6 +276,27 @@ class AttributeModule(L.LightningModule):
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def initialize_from(self, checkpoint_path: str) -> None:
+        """Start from the network weights of another run's checkpoint (fine-tuning).
+
+        The backbone and attribute head must match; the identity branch may be new (it keeps
+        its fresh initialisation). Optimizer state and epochs are not taken over.
+        """
+        state = load_checkpoint(checkpoint_path).get("state_dict")
+        if state is None:
+            raise CheckpointError(f"{checkpoint_path}: not a Lightning checkpoint (no state_dict)")
+        own = {k: v for k, v in self.state_dict().items() if k.startswith("net.")}
+        wanted = {k: v for k, v in state.items() if k.startswith("net.")}
+        differing = [k for k, v in wanted.items() if k not in own or own[k].shape != v.shape]
+        differing += [k for k in own if k not in wanted]
+        if differing:
+            raise ValueError(
+                f"{checkpoint_path}: its network does not match this model (first differing "
+                f"weights: {differing[:3]}); fine-tuning needs the same backbone, attention "
+                "setting and attribute list"
+            )
+        self.load_state_dict(wanted, strict=False)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["optimizer_phase"] = self.active_phase
