@@ -1,0 +1,486 @@
+"""Benchmark: training images/s, epoch time and peak memory per trainer preset, model and size.
+
+Each (preset, model, size) run composes the real Hydra config (``conf/train.yaml``) on the
+synthetic Market set (rendered at Market's native 128x64), trains with a real Lightning Trainer
+in a fresh subprocess (so peak memory is its own) and times the steps after the warm-up with a
+callback. Images/s are steady-state; the Market epoch (12,936 images) and 60-epoch times are
+extrapolated from them; the synthetic epoch is measured (the last complete epoch after the
+first). Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU, the process's peak RSS on
+the CPU. Presets that need CUDA are skipped, with a note, when there is none.
+
+The data-path comparison times, in the same run, the fast path (uint8 cache + batch
+augmentation, on the training device) against a plain PIL + torchvision per-sample transforms
+DataLoader over the same JPEG files (the default synthetic set's 2,400 training images), both
+with Market's augmentation (flip, pad 10, random erasing), interleaved, best of two.
+
+    # CPU, quick and indicative: the default preset, both models, both sizes, on a small set
+    # (40 train identities x 4 = 160 images: 10 steps an epoch; 2 warm-up + 18 timed steps)
+    OMP_NUM_THREADS=2 python experiments/bench_train.py --presets default --batch-size 16 \\
+        --train-ids 48 --val-ids 8 --warmup-steps 2 --steps 18
+    # one GPU: every preset at batch 128, 20 warm-up + 100 timed steps (fp32 default included)
+    python experiments/bench_train.py
+    # the fastest GPU setting: channels_last and torch.compile of the ResNet trunk
+    python experiments/bench_train.py --presets gpu gpu_4gb --channels-last --compile
+    # only the data-path comparison, or only the training runs
+    python experiments/bench_train.py --skip-train   |   --skip-data-path
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from hydra import compose, initialize_config_module
+from hydra.utils import instantiate
+from omegaconf import open_dict
+from PIL import Image
+from torch.utils.data import DataLoader, Dataset
+from torchvision import transforms as T
+
+from attrnet.cli.train import build_data_and_model
+from attrnet.data.batch_augment import train_batch
+from attrnet.data.datamodule import AttributeDataModule
+from attrnet.data.sources import SyntheticSource
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.io import atomic_write_text
+
+MARKET_TRAIN_IMAGES = 12_936
+MARKET_EPOCHS = 60
+MARKET_AUGMENT = dict(flip=0.5, pad=10, erasing=0.5)
+NATIVE_SIZE = (128, 64)
+#: The data-path comparison reads the CPU default synthetic set: 600 train identities x 4 images.
+DATA_PATH_SET = dict(num_train_ids=751, num_test_ids=100, images_per_id=4)
+DATA_PATH_VAL_IDS = 151
+
+
+# ------------------------------------------------------------------------------ training runs
+
+
+class ThroughputTimer(L.Callback):
+    """Times the training steps after ``warmup_steps`` and every complete training epoch.
+
+    On CUDA it synchronises only at the window's and epochs' edges, never inside a step.
+    """
+
+    def __init__(self, warmup_steps: int) -> None:
+        self.warmup_steps = warmup_steps
+        self.start: float | None = None
+        self.start_step = 0
+        self.end = 0.0
+        self.end_step = 0
+        self.epoch_start, self.epoch_first_step = 0.0, 0
+        self.epochs: list[dict[str, float]] = []
+
+    @staticmethod
+    def _now() -> float:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        return time.perf_counter()
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.epoch_start, self.epoch_first_step = self._now(), trainer.global_step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if self.start is None and trainer.global_step >= self.warmup_steps:
+            self.start, self.start_step = self._now(), trainer.global_step
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        seconds, steps = self._now() - self.epoch_start, trainer.global_step - self.epoch_first_step
+        if steps == trainer.num_training_batches:  # not an epoch cut short by max_steps
+            self.epochs.append({"seconds": seconds, "steps": steps})
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.end, self.end_step = self._now(), trainer.global_step
+
+
+def compose_train_config(overrides: list[str], output_dir: Path) -> Any:
+    """``conf/train.yaml`` composed as ``attrnet-train`` would, with the run folder set."""
+    with initialize_config_module("attrnet.conf", version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.root_dir = cfg.paths.output_dir = str(output_dir)
+        cfg.paths.log_dir = str(output_dir / "logs")
+    return cfg
+
+
+def run_overrides(spec: dict[str, Any]) -> list[str]:
+    """Hydra overrides of one benchmark run."""
+    height, width = spec["size"]
+    overrides = [
+        f"trainer={spec['preset']}",
+        f"model={spec['model']}",
+        f"data.image_size=[{height},{width}]",
+        f"data.source.num_train_ids={spec['train_ids']}",
+        f"data.val_count={spec['val_ids']}",
+        f"data.source.images_per_id={spec['images_per_id']}",
+        f"data.source.height={NATIVE_SIZE[0]}",
+        f"data.source.width={NATIVE_SIZE[1]}",
+        *(f"data.{key}={value}" for key, value in MARKET_AUGMENT.items()),
+        "data.pin_memory=true",  # used only when CUDA is available
+    ]
+    if spec["batch_size"]:
+        overrides.append(f"data.batch_size={spec['batch_size']}")
+    if spec["workers"] is not None:
+        overrides.append(f"data.num_workers={spec['workers']}")
+    if spec["augment_on_device"] != "preset":
+        overrides.append(f"data.augment_on_device={spec['augment_on_device']}")
+    if spec["compile"]:
+        overrides.append("++model.compile=true")
+    if spec["channels_last"]:
+        overrides.append("model.channels_last=true")
+    return overrides
+
+
+def needs_cuda(spec: dict[str, Any]) -> bool:
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_train_config(run_overrides(spec), Path(folder))
+    return cfg.trainer.accelerator in ("gpu", "cuda")
+
+
+def train_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """One timed training run (called in a fresh subprocess)."""
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose_train_config(run_overrides(spec), Path(folder))
+        L.seed_everything(cfg.seed, workers=True)
+        datamodule, model = build_data_and_model(cfg)
+        timer = ThroughputTimer(spec["warmup_steps"])
+        trainer = instantiate(
+            cfg.trainer,
+            callbacks=[timer],
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            max_epochs=-1,
+            max_steps=spec["warmup_steps"] + spec["steps"],
+            limit_val_batches=0,
+            num_sanity_val_steps=0,
+        )
+        trainer.fit(model, datamodule=datamodule)
+    batch, on_gpu = datamodule.batch_size, trainer.strategy.root_device.type == "cuda"
+    images_per_s = (timer.end_step - timer.start_step) * batch / (timer.end - timer.start)
+    complete = timer.epochs[1:] or timer.epochs[:1]
+    epoch = complete[-1] if complete else None
+    return {
+        **spec,
+        "precision": str(cfg.trainer.precision),
+        "augment_on_device": datamodule.augment_on_device,
+        "channels_last": bool(cfg.model.channels_last),
+        "activation_checkpointing": bool(cfg.model.activation_checkpointing),
+        "batch_size": batch,
+        "device": torch.cuda.get_device_name() if on_gpu else "cpu",
+        "timed_steps": timer.end_step - timer.start_step,
+        "images_per_s": images_per_s,
+        "market_epoch_s": MARKET_TRAIN_IMAGES / images_per_s,
+        "market_60_epochs_s": MARKET_EPOCHS * MARKET_TRAIN_IMAGES / images_per_s,
+        "synthetic_epoch": None
+        if epoch is None
+        else {
+            "seconds": epoch["seconds"],
+            "images": epoch["steps"] * batch,
+            "includes_warmup": len(timer.epochs) == 1,
+        },
+        "peak_memory": peak_memory(on_gpu),
+    }
+
+
+def peak_memory(on_gpu: bool) -> dict[str, Any]:
+    if on_gpu:
+        return {"kind": "cuda_max_allocated", "gib": torch.cuda.max_memory_allocated() / 2**30}
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"kind": "peak_rss", "gib": rss_kib / 2**20}
+
+
+def train_in_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as folder:
+        result = Path(folder) / "result.json"
+        command = [sys.executable, __file__, "--child", json.dumps(spec), "--out", str(result)]
+        try:
+            done = subprocess.run(command, timeout=timeout, capture_output=True, text=True)
+        except subprocess.TimeoutExpired:
+            return {**spec, "error": f"timed out after {timeout:.0f} s"}
+        if done.returncode != 0:
+            return {**spec, "error": " / ".join(done.stderr.strip().splitlines()[-3:]) or "failed"}
+        return json.loads(result.read_text())
+
+
+# ------------------------------------------------------------------------- data-path comparison
+
+
+class PilDataset(Dataset):
+    """The plain baseline: open each JPEG with PIL and apply torchvision transforms to it."""
+
+    def __init__(self, paths: list[str], transform: T.Compose) -> None:
+        self.paths, self.transform = paths, transform
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        with Image.open(self.paths[index]) as image:
+            return self.transform(image.convert("RGB"))
+
+
+def pil_transform(size: tuple[int, int]) -> T.Compose:
+    """The usual re-ID training transform on PIL images, with Market's augmentation."""
+    return T.Compose(
+        [
+            T.Resize(size),
+            T.RandomHorizontalFlip(MARKET_AUGMENT["flip"]),
+            T.Pad(MARKET_AUGMENT["pad"]),
+            T.RandomCrop(size),
+            T.ToTensor(),
+            T.Normalize(IMAGENET_MEAN, IMAGENET_STD),
+            T.RandomErasing(MARKET_AUGMENT["erasing"], value=0),
+        ]
+    )
+
+
+def images_per_s(
+    batches: Any, process: Any, warmup: int, count: int, device: torch.device
+) -> dict[str, float]:
+    """Images per wall-clock second and per CPU second of this process over ``count`` batches
+    after ``warmup`` (``batches`` restarts when exhausted). With no loader workers all the work
+    is in this process, so the CPU figure is the cost without other processes' contention."""
+    stream = itertools.chain.from_iterable(batches() for _ in itertools.count())
+    seen, start, start_cpu = 0, 0.0, 0.0
+    for index, batch in enumerate(stream):
+        if index == warmup:
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            start, start_cpu, seen = time.perf_counter(), time.process_time(), 0
+        if index == warmup + count:
+            break
+        out = process(batch)
+        seen += len(out)
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    wall, cpu = time.perf_counter() - start, time.process_time() - start_cpu
+    return {"wall": seen / wall, "cpu": seen / cpu}
+
+
+def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dict[str, Any]:
+    """Fast path vs PIL + torchvision loader at ``size``, interleaved, best of ``repeats``."""
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    batch_size = args.data_batch_size
+    datamodule = AttributeDataModule(
+        SyntheticSource(height=NATIVE_SIZE[0], width=NATIVE_SIZE[1], **DATA_PATH_SET),
+        val_count=DATA_PATH_VAL_IDS,
+        image_size=size,
+        batch_size=batch_size,
+        num_workers=args.data_workers,
+        pin_memory=device.type == "cuda",
+        augment_on_device=True,
+        cache_size=NATIVE_SIZE,
+        **MARKET_AUGMENT,
+    )
+    datamodule.prepare_data()
+    started = time.perf_counter()
+    datamodule.setup("fit")
+    cache_s = time.perf_counter() - started
+    paths = datamodule.train_frame["path"].tolist()
+    plain = DataLoader(
+        PilDataset(paths, pil_transform(size)),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=args.data_workers,
+        persistent_workers=args.data_workers > 0,
+    )
+    fast_loader = datamodule.train_dataloader()
+
+    def fast_step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        images = batch["image"].to(device, non_blocking=True)
+        return train_batch(images, size, **MARKET_AUGMENT)
+
+    def plain_step(images: torch.Tensor) -> torch.Tensor:
+        return images.to(device, non_blocking=True)
+
+    fast, slow = [], []
+    for _ in range(args.data_repeats):
+        timing = (args.data_warmup, args.data_batches, device)
+        fast.append(images_per_s(lambda: iter(fast_loader), fast_step, *timing))
+        slow.append(images_per_s(lambda: iter(plain), plain_step, *timing))
+    best = {
+        f"{path}_{clock}": max(run[clock] for run in runs)
+        for path, runs in (("fast", fast), ("pil", slow))
+        for clock in ("wall", "cpu")
+    }
+    return {
+        "size": list(size),
+        "batch_size": batch_size,
+        "workers": args.data_workers,
+        "device": str(device),
+        "train_images": len(paths),
+        "cache_build_s": cache_s,
+        "fast_images_per_s": best["fast_wall"],
+        "pil_images_per_s": best["pil_wall"],
+        "ratio": best["fast_wall"] / best["pil_wall"],
+        "fast_images_per_cpu_s": best["fast_cpu"],
+        "pil_images_per_cpu_s": best["pil_cpu"],
+        "ratio_cpu_time": best["fast_cpu"] / best["pil_cpu"],
+        "all": {"fast": fast, "pil": slow},
+    }
+
+
+# ----------------------------------------------------------------------------------- reporting
+
+
+def format_memory(run: dict[str, Any]) -> str:
+    memory = run["peak_memory"]
+    label = "alloc" if memory["kind"] == "cuda_max_allocated" else "RSS"
+    return f"{memory['gib']:.2f} GiB {label}"
+
+
+def print_tables(report: dict[str, Any]) -> None:
+    env = report["environment"]
+    print(
+        f"\n{env['device']}; torch {env['torch']}; {env['cpu_count']} CPUs; "
+        f"OMP_NUM_THREADS={env['omp_num_threads']}; load {env['load_average_1min']}"
+    )
+    if report["runs"]:
+        print(
+            "\n| preset | model | size | batch | precision | channels_last | fast path | images/s "
+            "| Market epoch (s) | synthetic epoch (s / images) | peak memory |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for run in report["runs"]:
+        size = "x".join(map(str, run["size"]))
+        head = f"| {run['preset']} | {run['model']} | {size} |"
+        if "skipped" in run or "error" in run:
+            print(f"{head} {run.get('skipped') or run.get('error')} |||||||")
+            continue
+        epoch = run["synthetic_epoch"]
+        measured = "-" if epoch is None else f"{epoch['seconds']:.1f} / {epoch['images']}"
+        if epoch and epoch["includes_warmup"]:
+            measured += " (incl. warm-up)"
+        print(
+            f"{head} {run['batch_size']} | {run['precision']} | {run['channels_last']} "
+            f"| {run['augment_on_device']} "
+            f"| {run['images_per_s']:.1f} | {run['market_epoch_s']:.1f} "
+            f"| {measured} | {format_memory(run)} |"
+        )
+    if report["data_path"]:
+        print(
+            "\n| size | batch | workers | device | uint8 cache + batch aug (img/s) "
+            "| PIL + torchvision (img/s) | ratio | per CPU second: fast / PIL (ratio) "
+            "| cache build (s) |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|")
+    for row in report["data_path"]:
+        size = "x".join(map(str, row["size"]))
+        print(
+            f"| {size} | {row['batch_size']} | {row['workers']} | {row['device']} "
+            f"| {row['fast_images_per_s']:.0f} | {row['pil_images_per_s']:.0f} "
+            f"| {row['ratio']:.1f}x | {row['fast_images_per_cpu_s']:.0f} / "
+            f"{row['pil_images_per_cpu_s']:.0f} ({row['ratio_cpu_time']:.1f}x) "
+            f"| {row['cache_build_s']:.1f} |"
+        )
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    height, width = text.lower().split("x")
+    return int(height), int(width)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", default="experiments/results/bench_train.json")
+    parser.add_argument("--presets", nargs="+", default=["default", "gpu", "gpu_4gb"])
+    parser.add_argument("--models", nargs="+", default=["resnet50", "resnet50_attention"])
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 128), (128, 64)])
+    parser.add_argument("--batch-size", type=int, default=128, help="0: the preset's value")
+    parser.add_argument("--warmup-steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=100, help="timed steps after the warm-up")
+    parser.add_argument("--workers", type=int, default=None, help="data.num_workers override")
+    parser.add_argument(
+        "--augment-on-device", choices=["true", "false", "auto", "preset"], default="true"
+    )
+    parser.add_argument("--compile", action="store_true", help="model.compile=true")
+    parser.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
+    parser.add_argument("--train-ids", type=int, default=751, help="labelled identities")
+    parser.add_argument("--val-ids", type=int, default=151, help="of which held out")
+    parser.add_argument("--images-per-id", type=int, default=4)
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per training run")
+    parser.add_argument("--skip-train", action="store_true")
+    parser.add_argument("--skip-data-path", action="store_true")
+    parser.add_argument("--data-batch-size", type=int, default=64)
+    parser.add_argument("--data-workers", type=int, default=0)
+    parser.add_argument("--data-warmup", type=int, default=2)
+    parser.add_argument("--data-batches", type=int, default=30)
+    parser.add_argument("--data-repeats", type=int, default=2)
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:  # one training run in this fresh process
+        atomic_write_text(args.out, json.dumps(train_run(json.loads(args.child))))
+        return
+
+    load_before = os.getloadavg()[0]
+    report: dict[str, Any] = {"runs": [], "data_path": []}
+    if not args.skip_train:
+        SyntheticSource(  # generate the set once, before the timed subprocesses
+            num_train_ids=args.train_ids,
+            images_per_id=args.images_per_id,
+            height=NATIVE_SIZE[0],
+            width=NATIVE_SIZE[1],
+        ).prepare()
+    for preset, model, size in itertools.product(
+        [] if args.skip_train else args.presets, args.models, args.sizes
+    ):
+        spec = {
+            "preset": preset,
+            "model": model,
+            "size": list(size),
+            "batch_size": args.batch_size,
+            "warmup_steps": args.warmup_steps,
+            "steps": args.steps,
+            "workers": args.workers,
+            "augment_on_device": args.augment_on_device,
+            "compile": args.compile,
+            "channels_last": args.channels_last,
+            "train_ids": args.train_ids,
+            "val_ids": args.val_ids,
+            "images_per_id": args.images_per_id,
+        }
+        if needs_cuda(spec) and not torch.cuda.is_available():
+            report["runs"].append({**spec, "skipped": "skipped: the preset needs CUDA"})
+            continue
+        print(f"training {preset} {model} {size} ...", flush=True)
+        report["runs"].append(train_in_subprocess(spec, args.timeout))
+    if not args.skip_data_path:
+        for size in args.sizes:
+            print(f"data path {size} ...", flush=True)
+            report["data_path"].append(data_path_comparison(args, size))
+    report["environment"] = {
+        "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu only",
+        "torch": torch.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),
+        "load_average_1min": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "args": {k: v for k, v in vars(args).items() if k != "child"},
+    }
+    atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
+    print_tables(report)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
