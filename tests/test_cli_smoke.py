@@ -23,8 +23,7 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path: Path) -> None:
         "model=resnet50,resnet50_attention",
         *TINY_OVERRIDES,
         "trainer.accelerator=cpu",
-        f"paths.log_dir={tmp_path / 'logs'}",
-    ]
+    ]  # no path overrides: logs/ under the launch directory, as a user gets it
     subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
@@ -43,7 +42,6 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path: Path) -> None:
             f"ckpt_path={jobs[1] / 'checkpoints' / 'last.ckpt'}",
             f"images_dir={query}",
             f"output={out}",
-            f"paths.log_dir={tmp_path / 'logs'}",
         ],
         cwd=tmp_path,
         env=env,

@@ -1,13 +1,16 @@
 """``attrnet-reid``: re-ID evaluation (study validation, Market-1501) and test-mode result lists.
 
 Writes into the run folder: ``reid_metrics.json``, TensorBoard scalars and ranked-list images,
-``ranked_lists/*.png``, and in test mode ``reid_test.txt`` in the study's format.
+``ranked_lists/*.png``, and in test mode ``reid_test.txt`` in the study's format. ``attrnet-train``
+with a ``reid`` section calls ``evaluate`` on its best checkpoint (``reid_config``); under DDP
+every rank embeds its share of the images, the features are gathered and rank 0 writes.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import hydra
@@ -15,7 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
 from attrnet.cli.common import CONFIG_PATH, load_attribute_module
@@ -38,6 +41,7 @@ from attrnet.retrieval import (
     write_reid_results,
 )
 from attrnet.retrieval.features import extract_features
+from attrnet.retrieval.gather import gather_rows, rank_and_world_size, shard_indices
 
 MODES = ("val", "market1501", "test")
 
@@ -79,10 +83,14 @@ class ReidRun:
             )
 
     def features(self, frame: pd.DataFrame, kind: str | None = None) -> torch.Tensor:
-        loader = self.datamodule.image_loader(frame["path"].tolist())
-        return extract_features(
+        """Features of ``frame``'s images; under DDP each rank embeds its share (gathered)."""
+        paths = frame["path"].tolist()
+        shard = shard_indices(len(paths))
+        loader = self.datamodule.image_loader([paths[i] for i in shard])
+        local = extract_features(
             self.module, loader, kind or self.cfg.features, self.cfg.flip, self.device
         )
+        return gather_rows(local, shard, len(paths))
 
     def attribute_weights(self, val: Side) -> torch.Tensor:
         """Per-attribute weights from validation F1 or accuracy (the study's weighted distance)."""
@@ -159,19 +167,46 @@ def _table_sides(run: ReidRun) -> tuple[Side, Side]:
     )
 
 
+def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> DictConfig:
+    """The ``attrnet-reid`` config for a training run: ``conf/reid.yaml``'s options updated by
+    the run's ``reid`` section, with its data and folder (results land there); ``ckpt_path`` is
+    ``checkpoint`` (``None``: left to set once training has chosen the best checkpoint)."""
+    options = OmegaConf.create(resources.files("attrnet.conf").joinpath("reid.yaml").read_text())
+    options.pop("defaults")
+    allowed = [key for key in options if key not in ("ckpt_path", "task_name")]
+    unknown = sorted(set(train_cfg.reid) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"reid.{unknown[0]}: not an option of the re-ID step; it takes those of "
+            f"conf/reid.yaml: {', '.join(allowed)}"
+        )
+    run = {
+        "data": OmegaConf.to_container(train_cfg.data, resolve=True),
+        "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
+    }
+    if checkpoint is not None:
+        run["ckpt_path"] = str(checkpoint)
+    return OmegaConf.merge(options, train_cfg.reid, run)
+
+
 def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
-    """Run ``attrnet-reid``; returns per-distance metrics (val/market1501) or test-mode figures."""
+    """Run ``attrnet-reid``; returns per-distance metrics (val/market1501) or test-mode figures.
+
+    Under DDP every rank computes the same results from gathered features; rank 0 writes.
+    """
     run = ReidRun(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    writes = rank_and_world_size()[0] == 0
     # validation features serve the val protocol, the test-mode threshold and the weights
     if cfg.mode != "market1501" or "weighted" in cfg.distances:
         val, val_query, val_gallery = _study_val_sides(run)
     weights = run.attribute_weights(val) if "weighted" in cfg.distances else None
-    writer = SummaryWriter(str(output_dir / "tensorboard"))
     results: dict[str, dict[str, float]] = {}
     if cfg.mode == "test":
         query, gallery = _table_sides(run)
-        results = _test_mode(run, output_dir, (val_query, val_gallery), (query, gallery), weights)
+        results = _test_mode(
+            run, output_dir if writes else None, (val_query, val_gallery), (query, gallery), weights
+        )
     else:
         if cfg.mode == "val":
             query, gallery, protocol = val_query, val_gallery, "study"
@@ -191,11 +226,16 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
                 protocol=protocol,
             )
             results[metric] = rank.as_dict()
-            for name, value in results[metric].items():
-                writer.add_scalar(f"reid/{metric}/{name}", value)
-        _ranked_list_pictures(run, writer, output_dir, query, gallery, shown, protocol)
-        _print_table(results, cfg)
-    writer.close()
+        if writes:
+            writer = SummaryWriter(str(output_dir / "tensorboard"))
+            for metric, row in results.items():
+                for name, value in row.items():
+                    writer.add_scalar(f"reid/{metric}/{name}", value)
+            _ranked_list_pictures(run, writer, output_dir, query, gallery, shown, protocol)
+            writer.close()
+            _print_table(results, cfg)
+    if not writes:
+        return results
     payload = {
         "mode": cfg.mode,
         "features": cfg.features,
@@ -210,12 +250,13 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
 
 def _test_mode(
     run: ReidRun,
-    output_dir: Path,
+    output_dir: Path | None,
     val: tuple[Side, Side],
     test: tuple[Side, Side],
     weights: torch.Tensor | None,
 ) -> dict[str, dict[str, float]]:
-    """Choose the threshold on validation, cut the test lists there, write ``reid_test.txt``."""
+    """Choose the threshold on validation, cut the test lists there, write ``reid_test.txt``
+    into ``output_dir`` (``None``: a DDP rank other than 0, which only computes)."""
     metric = run.cfg.distances[0]
     val_distmat = run.distance(*val, metric, weights)
     choice = choose_threshold(
@@ -228,12 +269,6 @@ def _test_mode(
     lists = cut_ranked_lists(
         run.distance(query, gallery, metric, weights), choice.threshold, run.cfg.max_results
     )
-    names = gallery.frame["image"].to_numpy()
-    path = write_reid_results(
-        output_dir / "reid_test.txt",
-        query.frame["image"].tolist(),
-        [names[i].tolist() for i in lists],
-    )
     lengths = np.array([len(i) for i in lists])
     figures = {
         "threshold": choice.threshold,
@@ -241,6 +276,14 @@ def _test_mode(
         "mean_list_length": float(lengths.mean()),
         "max_list_length": int(lengths.max()),
     }
+    if output_dir is None:
+        return {metric: figures}
+    names = gallery.frame["image"].to_numpy()
+    path = write_reid_results(
+        output_dir / "reid_test.txt",
+        query.frame["image"].tolist(),
+        [names[i].tolist() for i in lists],
+    )
     print(
         f"Threshold {choice.threshold:.4f} (validation mean F1 {choice.mean_f1:.4f}); "
         f"lists of {lengths.min()}-{lengths.max()} images (mean {lengths.mean():.1f}) -> {path}"

@@ -1,0 +1,165 @@
+"""DDP on two CPU processes (gloo): the same validation metrics and re-ID features as one process.
+
+``attrnet-train trainer=ddp`` runs as a user starts it (Lightning relaunches the command line for
+rank 1). The validation set has an odd number of images (3 identities x 5), so a padding
+sampler would score one image twice; equality to the single-process numbers shows it does not.
+Tolerance: 1e-6 for the attribute metrics (exact integer counts stored as float32) and 1e-5 for
+features and re-ID scores (the ranks batch other images together, which may move the last bits).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from hydra import compose, initialize_config_module
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from attrnet.cli.common import load_attribute_module
+from attrnet.cli.reid import ReidRun, evaluate, reid_config
+from attrnet.cli.train import train
+from attrnet.retrieval.gather import gather_rows, shard_indices
+from tests.helpers import TINY_OVERRIDES, compose_config
+
+OVERRIDES = [
+    *(o for o in TINY_OVERRIDES if not o.startswith("data.source.images_per_id")),
+    "data.source.images_per_id=5",
+    "optimizer=adamw",
+    "optimizer.epochs=1",
+]
+REID = "reid={mode:val,distances:[euclidean,weighted]}"
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One ``trainer=ddp`` run (2 CPU processes) with the re-ID step, started as a user would."""
+    base = tmp_path_factory.mktemp("ddp")
+    run = base / "run"
+    command = [
+        sys.executable,
+        "-m",
+        "attrnet.cli.train",
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        *OVERRIDES,
+        REID,
+        f"hydra.run.dir={run}",
+        f"paths.log_dir={base / 'logs'}",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=base, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "Starting with 2 processes" in result.stdout + result.stderr
+    return run
+
+
+def _single_process_config(ddp_run: Path, output_dir: Path) -> DictConfig:
+    """The same data and split as the DDP run, composed for one process."""
+    return compose_config(
+        "train",
+        output_dir,
+        [*OVERRIDES, REID, "trainer.accelerator=cpu", f"data.split_file={ddp_run / 'split.json'}"],
+    )
+
+
+def test_validation_metrics_equal_single_process(ddp_run: Path, tmp_path: Path) -> None:
+    saved = json.loads((ddp_run / "metrics.json").read_text())
+    cfg = _single_process_config(ddp_run, tmp_path)
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("validate")
+    assert len(datamodule.val_set) % 2 == 1  # a padding sampler would repeat one image
+    module = load_attribute_module(saved["checkpoint"])
+    trainer = L.Trainer(
+        accelerator="cpu", devices=1, logger=False, enable_progress_bar=False, max_epochs=1
+    )
+    trainer.validate(module, datamodule=datamodule, verbose=False)
+    single = module.last_val_metrics
+    assert set(single) == set(saved["metrics"])
+    differences = {k: abs(single[k] - saved["metrics"][k]) for k in single}
+    assert max(differences.values()) <= 1e-6, sorted(differences.items(), key=lambda kv: -kv[1])[:5]
+
+
+def test_reid_step_equals_single_process(ddp_run: Path, tmp_path: Path) -> None:
+    ddp = json.loads((ddp_run / "reid_metrics.json").read_text())
+    assert list(ddp["results"]) == ["euclidean", "weighted"]
+    checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
+    single = evaluate(reid_config(_single_process_config(ddp_run, tmp_path), checkpoint))
+    for distance, row in single.items():
+        for name, value in row.items():
+            assert ddp["results"][distance][name] == pytest.approx(value, abs=1e-5), name
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _features_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
+    """One rank: embed the validation images through ``ReidRun.features`` (shard + gather)."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        run = ReidRun(OmegaConf.create(config))
+        features = run.features(run.datamodule.val_frame)
+        torch.save(features, Path(out) / f"features_{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> None:
+    checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
+    cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
+    with open_dict(cfg):
+        cfg.device = "cpu"
+    run = ReidRun(cfg)
+    single = run.features(run.datamodule.val_frame)
+    mp.spawn(
+        _features_worker,
+        args=(2, _free_port(), OmegaConf.to_yaml(cfg), str(tmp_path)),
+        nprocs=2,
+        join=True,
+    )
+    for rank in range(2):  # every rank holds all 15 rows, in dataset order
+        gathered = torch.load(tmp_path / f"features_{rank}.pt")
+        assert gathered.shape == single.shape == (15, len(run.module.attribute_names))
+        torch.testing.assert_close(gathered, single, atol=1e-5, rtol=1e-5)
+
+
+def test_local_ddp_multirun_is_refused(tmp_path: Path) -> None:
+    """Lightning would relaunch ``attrnet-train -m ...`` per device: the sweep, not the job."""
+    ddp = ["trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", "hydra.mode=MULTIRUN"]
+    with initialize_config_module("attrnet.conf", version_base="1.3"):
+        cfg = compose("train", overrides=[*TINY_OVERRIDES, *ddp], return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.paths.update(root_dir=str(tmp_path), output_dir=str(tmp_path), log_dir=str(tmp_path))
+    HydraConfig.instance().set_config(cfg)  # as inside a job of a running multirun
+    try:
+        with pytest.raises(ValueError, match="hydra/launcher=slurm"):
+            train(cfg)
+    finally:
+        HydraConfig.instance().cfg = None
+
+
+def test_gather_rows_in_one_process_orders_and_checks_indices() -> None:
+    assert shard_indices(5) == [0, 1, 2, 3, 4]
+    rows = torch.arange(8.0).view(4, 2)
+    assert gather_rows(rows, [2, 0, 1, 0], 3).tolist() == [[2.0, 3.0], [4.0, 5.0], [0.0, 1.0]]
+    with pytest.raises(ValueError, match=r"no rank embedded dataset indices \[3\]"):
+        gather_rows(rows, [2, 0, 1, 0], 4)
+    with pytest.raises(ValueError, match=r"\[7\] outside \[0, 3\)"):
+        gather_rows(rows, [2, 0, 1, 7], 3)
