@@ -12,14 +12,21 @@ from typing import Any
 
 import hydra
 import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
+from attrnet.checkpoints import load_checkpoint
 from attrnet.cli.common import CONFIG_PATH, format_table
+from attrnet.cli.reid import evaluate as evaluate_reid
+from attrnet.cli.reid import reid_config
+from attrnet.data.datamodule import AttributeDataModule
 from attrnet.io import atomic_write_text
 from attrnet.metrics import per_attribute_table
+from attrnet.models.module import AttributeModule
 
 SUMMARY_METRICS = (
     "mA",
@@ -47,16 +54,26 @@ def _hparams_for_logging(cfg: DictConfig) -> dict[str, Any]:
     return keep
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Run one training job described by ``cfg``; returns the final validation metrics."""
-    L.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
+def _check_ddp_launch(trainer: L.Trainer) -> None:
+    """Refuse DDP that Lightning would start by relaunching the command line inside a local
+    multirun: every process would run the whole sweep again."""
+    if trainer.world_size == 1 or not HydraConfig.initialized():
+        return
+    relaunches = not trainer.strategy.cluster_environment.creates_processes_externally
+    if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ValueError(
+            "trainer=ddp in a local multirun (-m): Lightning would relaunch the whole sweep "
+            "in each process. Run DDP jobs one at a time, or sweep them with "
+            "hydra/launcher=slurm (or torchrun) where the processes are started externally"
+        )
 
+
+def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, AttributeModule]:
+    """The datamodule (set up for fitting) and the model that ``cfg`` describes; the model's
+    attribute list, loss weights and identity count come from the training split."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    datamodule.save_split(output_dir)
-
     phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
     model = instantiate(
         cfg.model,
@@ -65,23 +82,44 @@ def train(cfg: DictConfig) -> dict[str, float]:
         loss_strategy=cfg.loss.strategy,
         optimizer_phases=phases,
         image_size=list(datamodule.image_size),
+        num_identities=datamodule.num_train_identities,
         _convert_="all",
     )
+    if cfg.get("init_from"):
+        model.initialize_from(cfg.init_from)
+    return datamodule, model
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Run one training job described by ``cfg``; returns the final validation metrics."""
+    if cfg.get("ckpt_path"):  # refuse a missing, corrupt or code-carrying checkpoint up front
+        load_checkpoint(cfg.ckpt_path)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule, model = build_data_and_model(cfg)
+    datamodule.save_split(output_dir)
+    phases = model.optimizer_phases
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))
     max_epochs = cfg.trainer.max_epochs or sum(int(p["epochs"]) for p in phases)
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=max_epochs
     )
+    _check_ddp_launch(trainer)
 
     metric_names = {f"val/{name}": 0.0 for name in SUMMARY_METRICS}
     for logger in trainer.loggers:
         if isinstance(logger, TensorBoardLogger):
             logger.log_hyperparams(_hparams_for_logging(cfg), metric_names)
 
+    # optional re-ID evaluation of the best checkpoint; its options are checked before training
+    reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
-    checkpoint = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+    checkpoint = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
     best = (
         checkpoint.best_model_path
         if checkpoint is not None and checkpoint.best_model_path
@@ -91,6 +129,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     metrics = dict(model.last_val_metrics)
     if trainer.is_global_zero:
         _report(output_dir, metrics, datamodule.attributes, best)
+    if reid_cfg is not None:
+        if best is None:
+            raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
+        reid_cfg.ckpt_path = best
+        evaluate_reid(reid_cfg)  # every DDP rank takes part; rank 0 writes reid_metrics.json
     return metrics
 
 

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import lightning as L
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Sampler
+from torchvision.transforms import v2
 
+from attrnet.data.batch_augment import eval_batch, train_batch
 from attrnet.data.dataset import AttributeImageDataset
+from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
+from attrnet.data.pk_sampler import IdentityBatchSampler
+from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.sources import DatasetTables, DataSource
 from attrnet.data.splits import STUDY_VAL_FRACTION, IdentitySplit, split_identities
 from attrnet.data.transforms import eval_transform, train_transform
@@ -20,7 +28,13 @@ class AttributeDataModule(L.LightningDataModule):
     """Splits a source's labelled pool by identity into train/val and serves both.
 
     ``split_file`` reuses a saved split instead of drawing one; ``cache_images`` decodes all
-    images once into memory (uint8), which suits Market-1501 (~318 MB at 256x128).
+    images once into memory (uint8), which suits Market-1501 (~318 MB at its native 128x64).
+    ``sampler="identity"`` draws P x K training batches (``batch_size // num_instances``
+    identities with ``num_instances`` images each) for identity losses such as the triplet loss.
+    ``augment_on_device`` (``true``, ``false`` or ``auto``: on when CUDA is available) is the
+    fast input path: datasets yield uint8 images at ``cache_size`` (default ``image_size``; the
+    configs use the source's native size) and ``on_after_batch_transfer`` resizes, augments and
+    normalises whole batches on the training device (``attrnet.data.batch_augment``).
     """
 
     def __init__(
@@ -39,6 +53,13 @@ class AttributeDataModule(L.LightningDataModule):
         val_fraction: float = STUDY_VAL_FRACTION,
         split_seed: int = 0,
         split_file: str | None = None,
+        sampler: str = "random",
+        num_instances: int = 4,
+        augment_on_device: bool | str = False,
+        cache_size: tuple[int, int] | None = None,
+        skip_bad_images: bool = False,
+        max_image_pixels: int = MAX_IMAGE_PIXELS,
+        shuffle_seed: int = 0,
     ) -> None:
         super().__init__()
         self.source = source
@@ -51,6 +72,16 @@ class AttributeDataModule(L.LightningDataModule):
         self.augment = dict(flip=flip, pad=pad, erasing=erasing)
         self.val_count, self.val_fraction, self.split_seed = val_count, val_fraction, split_seed
         self.split_file = split_file
+        if sampler not in ("random", "identity"):
+            raise ValueError(f"data.sampler must be 'random' or 'identity', got {sampler!r}")
+        self.sampler, self.num_instances = sampler, num_instances
+        self.augment_on_device = _resolve_augment_on_device(augment_on_device)
+        self.cache_size = tuple(map(int, cache_size)) if cache_size else self.image_size
+        self._augment_generator: torch.Generator | None = None
+        self._augment_seed: int | None = None
+        self.skip_bad_images, self.max_image_pixels = skip_bad_images, int(max_image_pixels)
+        self.shuffle_seed = shuffle_seed
+        self.skipped_images: list[str] = []
         self.tables: DatasetTables | None = None
         self.split: IdentitySplit | None = None
         self.train_frame: pd.DataFrame | None = None
@@ -73,6 +104,8 @@ class AttributeDataModule(L.LightningDataModule):
                 val_fraction=self.val_fraction,
                 seed=self.split_seed,
             )
+        if self.skip_bad_images:
+            labelled = self._without_unreadable(labelled)
         self.train_frame = labelled[labelled["person_id"].isin(self.split.train_ids)].reset_index(
             drop=True
         )
@@ -94,6 +127,12 @@ class AttributeDataModule(L.LightningDataModule):
         assert self.train_frame is not None, "call setup() first"
         return self.train_frame[self.attributes].to_numpy(np.float64).mean(axis=0).tolist()
 
+    @property
+    def num_train_identities(self) -> int:
+        """Number of identities in the training split (classes of an identity head)."""
+        assert self.train_frame is not None, "call setup() first"
+        return int(self.train_frame["person_id"].nunique())
+
     def save_split(self, folder: str | Path) -> Path:
         """Write the identity split into ``folder/split.json`` so a run can be reproduced."""
         assert self.split is not None, "call setup() first"
@@ -101,31 +140,148 @@ class AttributeDataModule(L.LightningDataModule):
         self.split.save(path)
         return path
 
+    def _without_unreadable(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Drop the rows whose image cannot be decoded (``skip_bad_images``), with a warning."""
+        bad = find_unreadable(
+            frame["path"].tolist(), self.image_size, max_pixels=self.max_image_pixels
+        )
+        self.skipped_images = sorted(bad)
+        if bad:
+            names = ", ".join(Path(p).name for p in self.skipped_images[:5])
+            more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+            rank_zero_warn(
+                f"data.skip_bad_images: skipped {len(bad)} unreadable image(s) of {len(frame)}: "
+                f"{names}{more} (first error: {bad[self.skipped_images[0]]})"
+            )
+        return frame[~frame["path"].isin(bad)]
+
     def _dataset(self, frame: pd.DataFrame, train: bool) -> AttributeImageDataset:
         transform = train_transform(self.image_size, **self.augment) if train else eval_transform()
+        size = self.image_size
+        if self.augment_on_device:  # uint8 at the stored size; on_after_batch_transfer does it
+            transform, size = v2.Identity(), self.cache_size
         targets = frame[self.attributes].to_numpy(np.float32)
+        # identity class labels within the split: sorted person ids -> 0..n-1
+        identities = np.unique(frame["person_id"].to_numpy(), return_inverse=True)[1]
         return AttributeImageDataset(
-            frame["path"].tolist(), targets, self.image_size, transform, cache=self.cache_images
+            frame["path"].tolist(),
+            targets,
+            size,
+            transform,
+            cache=self.cache_images,
+            identities=identities,
+            max_pixels=self.max_image_pixels,
         )
 
     def image_loader(self, paths: list[str]) -> DataLoader:
         """An evaluation loader over arbitrary images (prediction, re-ID features)."""
-        dataset = AttributeImageDataset(paths, None, self.image_size, eval_transform())
+        dataset = AttributeImageDataset(
+            paths, None, self.image_size, eval_transform(), max_pixels=self.max_image_pixels
+        )
         return self._loader(dataset, shuffle=False, batch_size=self.eval_batch_size)
 
-    def _loader(self, dataset: AttributeImageDataset, shuffle: bool, batch_size: int) -> DataLoader:
+    def _loader(
+        self,
+        dataset: AttributeImageDataset,
+        shuffle: bool,
+        batch_size: int,
+        sampler: Sampler | None = None,
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
+            shuffle=shuffle and sampler is None,
+            sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
+            generator=self._loader_generator() if shuffle else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, shuffle=True, batch_size=self.batch_size)
+        if self.sampler == "identity":
+            return self._identity_loader()
+        return self._loader(
+            self.train_set, shuffle=True, batch_size=self.batch_size, sampler=self._epoch_sampler()
+        )
+
+    def _epoch_sampler(self) -> EpochShuffleSampler:
+        """Training order from (shuffle_seed, epoch) alone, from the epoch a resume starts at."""
+        epoch = self.trainer.fit_loop.epoch_progress.current.processed if self.trainer else 0
+        return EpochShuffleSampler(len(self.train_set), seed=self.shuffle_seed, epoch=epoch)
+
+    def _loader_generator(self) -> torch.Generator:
+        """The training loader's own generator: its worker seed draws leave the global RNG
+        alone, so ``attrnet.callbacks.EpochSeed`` makes augmentation depend on the epoch only."""
+        return torch.Generator().manual_seed(self.shuffle_seed)
+
+    def _identity_loader(self) -> DataLoader:
+        """P x K batches; under DDP Lightning swaps the inner sampler for a distributed one."""
+        batch_sampler = IdentityBatchSampler(
+            self._epoch_sampler(),
+            self.train_set.identities.tolist(),
+            num_instances=self.num_instances,
+            batch_size=self.batch_size,
+        )
+        return DataLoader(
+            self.train_set,
+            batch_sampler=batch_sampler,
+            generator=self._loader_generator(),
+            num_workers=self.num_workers,
+            pin_memory=self.pin_memory and torch.cuda.is_available(),
+            persistent_workers=self.num_workers > 0,
+        )
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, shuffle=False, batch_size=self.eval_batch_size)
+        """Under DDP each rank scores its share of the images exactly once (Lightning's
+        default sampler repeats some to even the shards), so the sum-reduced metrics equal a
+        single process's."""
+        sampler = None
+        if self.trainer is not None and self.trainer.world_size > 1:
+            sampler = UnrepeatedDistributedSampler(
+                self.val_set,
+                num_replicas=self.trainer.world_size,
+                rank=self.trainer.global_rank,
+                shuffle=False,
+            )
+        return self._loader(
+            self.val_set, shuffle=False, batch_size=self.eval_batch_size, sampler=sampler
+        )
+
+    def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        """Fast path: augment (training) or resize + normalise (evaluation) uint8 batches on
+        the device; already transformed float batches (``image_loader``) pass through."""
+        if not (self.augment_on_device and isinstance(batch, dict)):
+            return batch
+        images = batch["image"]
+        if images.dtype != torch.uint8:
+            return batch
+        module = self.trainer.lightning_module
+        options = dict(channels_last=bool(getattr(module, "channels_last", False)))
+        if self.trainer.training:
+            options["generator"] = self._device_generator(images.device)
+            images = train_batch(images, self.image_size, **self.augment, **options)
+        else:
+            images = eval_batch(images, self.image_size, **options)
+        return {**batch, "image": images}
+
+    def _device_generator(self, device: torch.device) -> torch.Generator:
+        """The batch augmentation's random stream on ``device``, one per DDP rank (ranks may be
+        seeded alike, and the global generator would then give every rank the same draws). It
+        is reseeded whenever the global seed changes (``EpochSeed`` at each epoch start)."""
+        seed = (torch.initial_seed() + self.trainer.global_rank) % 2**63
+        generator = self._augment_generator
+        if generator is None or generator.device != device or self._augment_seed != seed:
+            self._augment_generator = torch.Generator(device).manual_seed(seed)
+            self._augment_seed = seed
+        return self._augment_generator
+
+
+def _resolve_augment_on_device(value: bool | str) -> bool:
+    """``auto`` is on when CUDA is available (datasets are built before the Trainer exists)."""
+    if value == "auto":
+        return torch.cuda.is_available()
+    if isinstance(value, bool):
+        return value
+    raise ValueError(f"data.augment_on_device must be true, false or 'auto', got {value!r}")
