@@ -161,11 +161,14 @@ def test_a_kill_during_a_checkpoint_save_keeps_the_previous_file(tmp_path: Path)
     writer.save_checkpoint({"step": 1, "weights": torch.ones(100_000)}, target)
     before = target.read_bytes()
 
-    process = multiprocessing.get_context("fork").Process(
+    # spawn, not fork: a fork of a process whose OpenMP threads are busy can deadlock in torch
+    process = multiprocessing.get_context("spawn").Process(
         target=_die_halfway_through_a_save, args=(target,)
     )
     process.start()
-    process.join(timeout=60)
+    process.join(timeout=120)
+    if process.exitcode is None:
+        process.kill()
     assert process.exitcode == 3
     assert target.read_bytes() == before
     assert load_checkpoint(target)["step"] == 1
