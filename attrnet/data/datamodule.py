@@ -193,7 +193,13 @@ class AttributeDataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
-            generator=self._loader_generator() if shuffle else None,
+            **self._loader_options(train=shuffle),
+        )
+
+    def _loader_options(self, train: bool) -> dict[str, Any]:
+        """Settings every loader shares; a training loader draws from its own generator."""
+        return dict(
+            generator=self._loader_generator() if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
@@ -225,12 +231,7 @@ class AttributeDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
         )
         return DataLoader(
-            self.train_set,
-            batch_sampler=batch_sampler,
-            generator=self._loader_generator(),
-            num_workers=self.num_workers,
-            pin_memory=self.pin_memory and torch.cuda.is_available(),
-            persistent_workers=self.num_workers > 0,
+            self.train_set, batch_sampler=batch_sampler, **self._loader_options(train=True)
         )
 
     def val_dataloader(self) -> DataLoader:
