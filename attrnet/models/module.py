@@ -25,6 +25,7 @@ from attrnet.models.plots import attribute_bar_chart, prediction_grid
 from attrnet.optim import build_optimizer, build_scheduler, normalize_phase
 from attrnet.reid_losses import batch_hard_triplet_loss
 from attrnet.retrieval.distances import compute_distance
+from attrnet.retrieval.gather import gather_indexed
 from attrnet.retrieval.rank import evaluate_rank
 
 DEFAULT_PHASES = (
@@ -223,12 +224,8 @@ class AttributeModule(L.LightningModule):
         """
         features, identities, indices = _concat_rows(self._val_identity)
         self._val_identity = []
-        if self.trainer.world_size > 1:
-            gathered = [None] * self.trainer.world_size
-            torch.distributed.all_gather_object(gathered, (features, identities, indices))
-            features, identities, indices = _concat_rows(gathered)
-        _, first = np.unique(indices.numpy(), return_index=True)
-        features, identities = features[first], identities[first].numpy()
+        features, _ = gather_indexed(features, indices)
+        identities = gather_indexed(identities, indices)[0].numpy()
         query, gallery = study_reid_protocol(identities)
         if len(query) == 0:
             return {}

@@ -50,15 +50,15 @@ def _all_gather_padded(tensor: torch.Tensor, world_size: int) -> list[torch.Tens
     return [part[: int(s.item())].cpu() for part, s in zip(parts, sizes, strict=True)]
 
 
-def gather_rows(local: torch.Tensor, indices: Sequence[int], count: int) -> torch.Tensor:
-    """All ranks' rows (``local[i]`` belongs to dataset index ``indices[i]``) as one (count, D).
-
-    A repeated index (the sampler's padding) keeps its first row in rank order; an index
-    outside ``[0, count)`` or one that no rank embedded is an error.
-    """
+def gather_indexed(
+    local: torch.Tensor, indices: Sequence[int] | torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """All ranks' rows (``local[i]`` belongs to dataset index ``indices[i]``) and their indices,
+    one row per distinct index, in index order. A repeated index (the sampler's padding) keeps
+    its first row in rank order; indices no rank saw (e.g. in a sanity check) are absent."""
     if local.shape[0] != len(indices):
         raise ValueError(f"{local.shape[0]} feature rows for {len(indices)} dataset indices")
-    index = torch.as_tensor(list(indices), dtype=torch.long)
+    index = torch.as_tensor(indices, dtype=torch.long)
     _, world_size = rank_and_world_size()
     if world_size > 1:
         local = torch.cat(_all_gather_padded(local, world_size))
@@ -66,12 +66,22 @@ def gather_rows(local: torch.Tensor, indices: Sequence[int], count: int) -> torc
     order = torch.argsort(index, stable=True)
     first = torch.ones(len(order), dtype=torch.bool)
     first[1:] = index[order][1:] != index[order][:-1]
-    chosen = order[first]  # one row per distinct index, in index order
-    if not torch.equal(index[chosen], torch.arange(count)):
+    chosen = order[first]
+    return local[chosen], index[chosen]
+
+
+def gather_rows(local: torch.Tensor, indices: Sequence[int], count: int) -> torch.Tensor:
+    """All ranks' rows (``local[i]`` belongs to dataset index ``indices[i]``) as one (count, D).
+
+    A repeated index (the sampler's padding) keeps its first row in rank order; an index
+    outside ``[0, count)`` or one that no rank embedded is an error.
+    """
+    rows, index = gather_indexed(local, list(indices))
+    if not torch.equal(index, torch.arange(count)):
         present, expected = set(index.tolist()), set(range(count))
         if present - expected:
             raise ValueError(
                 f"dataset indices {sorted(present - expected)[:5]} outside [0, {count})"
             )
         raise ValueError(f"no rank embedded dataset indices {sorted(expected - present)[:5]}")
-    return local[chosen]
+    return rows
