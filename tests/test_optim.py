@@ -75,3 +75,25 @@ def test_built_optimizers_and_scheduler() -> None:
         adamw.step()
         scheduler.step()
     assert rates == pytest.approx([0.1, 0.05, 0.025])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_fused_kernels_by_default_with_the_same_steps(name: str) -> None:
+    """The fused step (the default where the parameters allow it) follows the unfused one."""
+    torch.manual_seed(0)
+    start, grads = torch.randn(50), [torch.randn(50) for _ in range(3)]
+    weights = {}
+    for fused in (True, False):
+        param = torch.nn.Parameter(start.clone())
+        phase = normalize_phase({"optimizer": name, "epochs": 1, "lr": 0.1, "fused": fused})
+        optimizer = build_optimizer([param], phase)
+        assert bool(optimizer.defaults["fused"]) is fused
+        for grad in grads:
+            param.grad = grad.clone()
+            optimizer.step()
+        weights[fused] = param.detach()
+    torch.testing.assert_close(weights[True], weights[False])
+    whole = torch.nn.Parameter(torch.zeros(2, dtype=torch.long), requires_grad=False)
+    assert not build_optimizer([whole], normalize_phase({"optimizer": name, "epochs": 1})).defaults[
+        "fused"
+    ]
