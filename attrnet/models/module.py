@@ -259,7 +259,7 @@ class AttributeModule(L.LightningModule):
                 self.attribute_names,
                 self.hparams.threshold,
             )
-            writer.add_figure("val/predictions", grid, self.current_epoch)
+            writer.add_image("val/predictions", grid, self.current_epoch, dataformats="HWC")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Sigmoid probabilities (B, N)."""

@@ -9,8 +9,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+
+#: Prediction grid layout in pixels: pictures are enlarged (nearest) to about this height, each
+#: cell is at least GRID_TEXT_WIDTH wide and lists up to GRID_LINES attributes under its picture.
+GRID_PICTURE_HEIGHT = 192
+GRID_TEXT_WIDTH = 110
+GRID_LINES = 16
+GRID_LINE_HEIGHT = 12
+GRID_GAP = 6
+GRID_COLOURS = {"correct": (0, 128, 0), "wrong": (210, 0, 0), "missed": (230, 120, 0)}
 
 
 def attribute_bar_chart(values: dict[str, float], title: str) -> Figure:
@@ -33,48 +43,39 @@ def prediction_grid(
     attribute_names: list[str],
     threshold: float = 0.5,
     columns: int = 8,
-) -> Figure:
-    """Validation images with predicted attributes: green = correct positive, red = wrong.
+) -> np.ndarray:
+    """Validation images with their attributes as one uint8 HWC picture for TensorBoard.
 
-    Under each image: the predicted positives (red if not true) and missed true ones (orange).
+    Under each image: the predicted positives (green if true, red if not) and the missed true
+    ones in parentheses (orange). Drawn with Pillow: a matplotlib figure of the same took about
+    a second per validation epoch on a laptop CPU.
     """
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
-    figure, axes = plt.subplots(
-        2 * rows,
-        columns,
-        figsize=(1.9 * columns, 5.0 * rows),
-        squeeze=False,
-        gridspec_kw={"height_ratios": [1.0, 1.1] * rows},
-    )
+    height, width = images.shape[-2:]
+    scale = max(1, GRID_PICTURE_HEIGHT // height)
+    cell_width = max(width * scale, GRID_TEXT_WIDTH) + GRID_GAP
+    cell_height = height * scale + GRID_LINES * GRID_LINE_HEIGHT + GRID_GAP
+    canvas = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
-    for index in range(rows * columns):
-        picture_axis = axes[2 * (index // columns), index % columns]
-        text_axis = axes[2 * (index // columns) + 1, index % columns]
-        picture_axis.axis("off")
-        text_axis.axis("off")
-        if index >= count:
-            continue
-        picture = (images[index].float().cpu() * std + mean).clamp(0, 1).permute(1, 2, 0).numpy()
-        picture_axis.imshow(picture)
+    for index in range(count):
+        left = (index % columns) * cell_width
+        top = (index // columns) * cell_height
+        picture = (images[index].float().cpu() * std + mean).clamp(0, 1).mul(255).round()
+        picture = Image.fromarray(picture.byte().permute(1, 2, 0).numpy())
+        canvas.paste(picture.resize((width * scale, height * scale), Image.NEAREST), (left, top))
         predicted = probabilities[index] >= threshold
         truth = targets[index] > 0.5
         lines = []
         for j, name in enumerate(attribute_names):
             if predicted[j]:
-                lines.append((name, "green" if truth[j] else "red"))
+                lines.append((name, GRID_COLOURS["correct"] if truth[j] else GRID_COLOURS["wrong"]))
             elif truth[j]:
-                lines.append((f"({name})", "orange"))
-        for k, (text, colour) in enumerate(lines[:16]):
-            text_axis.text(
-                0.0,
-                1.0 - 0.062 * k,
-                text,
-                color=colour,
-                fontsize=6,
-                transform=text_axis.transAxes,
-                va="top",
-            )
-    figure.subplots_adjust(hspace=0.05, wspace=0.1, top=0.99, bottom=0.01, left=0.02, right=0.98)
-    return figure
+                lines.append((f"({name})", GRID_COLOURS["missed"]))
+        for k, (text, colour) in enumerate(lines[:GRID_LINES]):
+            y = top + height * scale + 2 + k * GRID_LINE_HEIGHT
+            draw.text((left + 2, y), text, fill=colour, font=font)
+    return np.asarray(canvas)
