@@ -22,11 +22,13 @@ from attrnet.data.batch_augment import (
     draw_erasing,
     draw_flip_crop,
     erase,
+    erased_map,
     eval_batch,
     flip_crop,
     normalize_batch,
     resize_batch,
     resize_float,
+    shift_flip,
     train_batch,
 )
 from attrnet.data.datamodule import AttributeDataModule
@@ -99,6 +101,16 @@ def test_flip_pad_crop_equals_torchvision_per_sample(jpeg_paths: list[str]) -> N
         assert torch.equal(out[index], TF.crop(expected, top, left, 256, 128))
 
 
+@pytest.mark.parametrize("pad", [0, 3, 10])
+def test_cpu_shift_flip_equals_the_device_gather(jpeg_paths: list[str], pad: int) -> None:
+    """The CPU's slice copies (unpadded input) give the device path's pixels exactly."""
+    cached = torch.stack([read_image(p, (128, 64)) for p in jpeg_paths])
+    for seed in range(3):
+        params = draw_flip_crop(len(cached), 0.5, pad, CPU, torch.Generator().manual_seed(seed))
+        expected = flip_crop(resize_batch(cached, (256, 128), pad=pad), params)
+        assert torch.equal(shift_flip(resize_batch(cached, (256, 128)), params), expected)
+
+
 @pytest.mark.parametrize("value", [0.0, 1.5])
 def test_erase_equals_torchvision_erase(jpeg_paths: list[str], value: float) -> None:
     images = eval_batch(torch.stack([read_image(p, (128, 64)) for p in jpeg_paths]), (128, 64))
@@ -115,6 +127,9 @@ def test_erase_equals_torchvision_erase(jpeg_paths: list[str], value: float) -> 
             expected = TF.erase(image, i, j, h, w, torch.tensor(value))
         assert torch.allclose(out[index], expected, atol=1e-6, rtol=0)
     assert torch.equal(erase(images.clone(), params, value, inplace=True), out)
+    # the device path's mask product gives the same pixels as the CPU's rectangle fills
+    keep = erased_map(params, (128, 64), images.dtype, complement=True)
+    assert torch.equal(images * keep + (1 - keep) * value, out)
 
 
 def test_flip_rate_and_crop_offsets_are_uniform() -> None:
