@@ -48,7 +48,7 @@ def prediction_grid(
 
     Under each image: the predicted positives (green if true, red if not) and the missed true
     ones in parentheses (orange). Drawn with Pillow: a matplotlib figure of the same took about
-    a second per validation epoch on a laptop CPU.
+    a second per validation epoch on two CPU cores.
     """
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
