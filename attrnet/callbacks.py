@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from dataclasses import dataclass
+from typing import Any
 
 import lightning as L
 import numpy as np
@@ -59,23 +61,101 @@ class NonFiniteLossError(RuntimeError):
     """The training loss became NaN or infinite."""
 
 
-class NonFiniteLossGuard(L.Callback):
-    """Stop training before the backward pass of a NaN or infinite loss.
+@dataclass
+class _PendingCheck:
+    """A step's "loss was not finite" flag on its way to the host, with where it happened."""
 
-    The bad step never updates the weights, and checkpoints already written stay as they are.
-    All ranks agree on the decision, so a distributed run stops together.
+    flag: torch.Tensor
+    event: torch.cuda.Event | None
+    loss: torch.Tensor
+    where: tuple[int, int, int]
+
+    @classmethod
+    def start(
+        cls, flag: torch.Tensor, loss: torch.Tensor, where: tuple[int, int, int]
+    ) -> _PendingCheck:
+        """Copy a device flag to pinned host memory without waiting for it (CUDA)."""
+        if not flag.is_cuda:
+            return cls(flag, None, loss, where)
+        host = torch.empty((), dtype=flag.dtype, pin_memory=True)
+        host.copy_(flag, non_blocking=True)
+        event = torch.cuda.Event()
+        event.record()
+        return cls(host, event, loss, where)
+
+    def failed(self) -> bool:
+        if self.event is not None:
+            self.event.synchronize()  # the step's forward: done by now on a busy GPU
+        return bool(self.flag > 0)
+
+
+class NonFiniteLossGuard(L.Callback):
+    """Stop training at a NaN or infinite loss before that step changes the weights.
+
+    Checkpoints already written stay as they are, and all ranks agree, so a distributed run
+    stops together. Reading the loss on the host before every backward pass would make each GPU
+    step wait, so with ``deferred`` (default: on CUDA, when every optimizer is fused) the check
+    stays on the device: the fused optimizers skip a bad step themselves (their ``found_inf``
+    input, as under AMP's GradScaler: weights, moments and step counts unchanged), and the flag
+    is read at the start of the next step, before validation and before any checkpoint.
     """
+
+    def __init__(self, deferred: bool | None = None) -> None:
+        self.deferred = deferred
+        self._pending: list[_PendingCheck] = []
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
     ) -> None:
-        finite = bool(torch.isfinite(loss.detach()).all())
-        if trainer.strategy.reduce_boolean_decision(finite, all=True):
+        loss = loss.detach()
+        where = (trainer.global_step, trainer.current_epoch, trainer.fit_loop.epoch_loop.batch_idx)
+        if not self._defers(trainer, loss):
+            finite = bool(torch.isfinite(loss).all())
+            if not trainer.strategy.reduce_boolean_decision(finite, all=True):
+                raise _non_finite_error(loss, where)
             return
-        raise NonFiniteLossError(
-            f"non-finite training loss ({loss.detach().float().cpu().tolist()} on this rank) at "
-            f"global step {trainer.global_step}, epoch {trainer.current_epoch}, "
-            f"batch {trainer.fit_loop.epoch_loop.batch_idx}; training stopped before this step "
-            "changed the weights, and the checkpoints written so far are kept (resume from "
-            "checkpoints/last.ckpt after fixing the cause: learning rate, data, precision)"
-        )
+        bad = trainer.strategy.reduce((~torch.isfinite(loss).all()).float(), reduce_op="sum")
+        for optimizer in trainer.optimizers:
+            optimizer.found_inf = bad  # read by the fused step kernels: skip when 1
+        self._pending.append(_PendingCheck.start(bad, loss, where))
+
+    def _defers(self, trainer: L.Trainer, loss: torch.Tensor) -> bool:
+        """Deferred checks need fused optimizers: only they can skip a step on the device."""
+        wanted = loss.is_cuda if self.deferred is None else self.deferred
+        return wanted and all(o.defaults.get("fused") for o in trainer.optimizers)
+
+    def _settle(self) -> None:
+        """Raise for the first pending step whose loss was not finite."""
+        pending, self._pending = self._pending, []
+        for check in pending:
+            if check.failed():
+                raise _non_finite_error(check.loss, check.where)
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        self._settle()
+
+    def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._settle()
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._settle()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._settle()
+
+    def on_save_checkpoint(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        self._settle()
+
+
+def _non_finite_error(loss: torch.Tensor, where: tuple[int, int, int]) -> NonFiniteLossError:
+    step, epoch, batch = where
+    return NonFiniteLossError(
+        f"non-finite training loss ({loss.float().cpu().tolist()} on this rank) at "
+        f"global step {step}, epoch {epoch}, batch {batch}; training stopped before this step "
+        "changed the weights, and the checkpoints written so far are kept (resume from "
+        "checkpoints/last.ckpt after fixing the cause: learning rate, data, precision)"
+    )

@@ -277,12 +277,16 @@ class SnapshotCheckpoints(L.Callback):
             SnapshotCheckpoints.files = _digests(Path(trainer.checkpoint_callback.dirpath))
 
 
+@pytest.mark.parametrize("deferred", [False, True])
 def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
-    tmp_path: Path,
+    tmp_path: Path, deferred: bool
 ) -> None:
+    """Immediate check (CPU default), and the GPU default forced on the CPU: the flag stays a
+    tensor, the fused optimizer skips the bad step itself and the run stops at the next step."""
     overrides = [
         *TINY_OVERRIDES,
         "trainer.accelerator=cpu",
+        f"callbacks.nonfinite_loss.deferred={str(deferred).lower()}",
         "+callbacks.poison._target_=tests.faults.PoisonBatch",
         "+callbacks.poison.epoch=1",
         "+callbacks.snapshot._target_=tests.test_reliability.SnapshotCheckpoints",
@@ -295,6 +299,8 @@ def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
     module, weights = PoisonBatch.seen[-1]
     for name, tensor in module.named_parameters():  # the bad step did not update the weights
         assert torch.equal(tensor, weights[name]) and bool(torch.isfinite(tensor).all()), name
+    skipped = getattr(module.trainer.optimizers[0], "found_inf", None)
+    assert (skipped is not None and float(skipped) == 1.0) is deferred  # the device-side skip
     folder = tmp_path / "checkpoints"
     assert SnapshotCheckpoints.files and _digests(folder) == SnapshotCheckpoints.files
     last = load_checkpoint(folder / "last.ckpt")
