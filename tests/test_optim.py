@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
 
+from attrnet.models.module import AttributeModule
 from attrnet.optim import (
     build_optimizer,
     build_scheduler,
@@ -97,3 +99,17 @@ def test_fused_kernels_by_default_with_the_same_steps(name: str) -> None:
     assert not build_optimizer([whole], normalize_phase({"optimizer": name, "epochs": 1})).defaults[
         "fused"
     ]
+
+
+def test_fp16_gradient_clipping_gets_unfused_steps() -> None:
+    """Lightning refuses gradient clipping under fp16 AMP with a fused optimizer."""
+    module = AttributeModule(["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    for precision, clip, fused in [
+        ("16-mixed", 1.0, False),
+        ("16-mixed", None, True),
+        ("bf16-mixed", 1.0, True),
+        ("32-true", 1.0, True),
+    ]:
+        module._trainer = SimpleNamespace(precision=precision, gradient_clip_val=clip)
+        optimizer = module.configure_optimizers()["optimizer"]
+        assert bool(optimizer.defaults["fused"]) is fused, (precision, clip)

@@ -267,12 +267,24 @@ class AttributeModule(L.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         phase = self.optimizer_phases[self.active_phase]
+        if self._clips_fp16_gradients():
+            phase = {**phase, "fused": False}
         optimizer = build_optimizer(self.parameters(), phase)
         scheduler = build_scheduler(optimizer, phase)
         return {
             "optimizer": optimizer,
             "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
         }
+
+    def _clips_fp16_gradients(self) -> bool:
+        """fp16 AMP with gradient clipping: Lightning unscales the gradients before clipping,
+        which it refuses for fused steps (they unscale inside), so those use unfused ones."""
+        trainer = self._trainer
+        return (
+            trainer is not None
+            and bool(trainer.gradient_clip_val)
+            and str(trainer.precision).startswith("16")
+        )
 
     def initialize_from(self, checkpoint_path: str) -> None:
         """Start from the network weights of another run's checkpoint (fine-tuning).
