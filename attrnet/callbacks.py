@@ -103,6 +103,7 @@ class NonFiniteLossGuard(L.Callback):
     def __init__(self, deferred: bool | None = None) -> None:
         self.deferred = deferred
         self._pending: list[_PendingCheck] = []
+        self._window_bad: torch.Tensor | None = None  # any bad micro-batch since the last step
 
     def on_before_backward(
         self, trainer: L.Trainer, pl_module: L.LightningModule, loss: torch.Tensor
@@ -115,9 +116,18 @@ class NonFiniteLossGuard(L.Callback):
                 raise _non_finite_error(loss, where)
             return
         bad = trainer.strategy.reduce((~torch.isfinite(loss).all()).float(), reduce_op="sum")
-        for optimizer in trainer.optimizers:
-            optimizer.found_inf = bad  # read by the fused step kernels: skip when 1
+        bad = bad.clamp(max=1.0)
+        window = self._window_bad
+        self._window_bad = bad if window is None else torch.maximum(window, bad)
         self._pending.append(_PendingCheck.start(bad, loss, where))
+
+    def on_before_optimizer_step(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        """Hand the fused step its skip flag: 1 if any micro-batch it accumulates was bad."""
+        if self._window_bad is not None:
+            optimizer.found_inf = self._window_bad  # read by the fused step kernels
+            self._window_bad = None
 
     def _defers(self, trainer: L.Trainer, loss: torch.Tensor) -> bool:
         """Deferred checks need fused optimizers: only they can skip a step on the device."""

@@ -18,6 +18,7 @@ import subprocess
 import sys
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 
 import lightning as L
 import numpy as np
@@ -26,7 +27,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageFile
 
-from attrnet.callbacks import NonFiniteLossError
+from attrnet.callbacks import NonFiniteLossError, NonFiniteLossGuard
 from attrnet.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from attrnet.cli.common import load_attribute_module
 from attrnet.cli.predict import predict
@@ -307,6 +308,49 @@ def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
     assert (last["epoch"], last["global_step"]) == (0, 3)
     assert all(bool(torch.isfinite(t).all()) for t in last["state_dict"].values())
     assert not (tmp_path / "metrics.json").exists()
+
+
+def test_deferred_guard_with_gradient_accumulation(tmp_path: Path) -> None:
+    """A bad first micro-batch of an accumulation window never reaches the weights."""
+    overrides = [
+        *TINY_OVERRIDES,
+        "trainer.accelerator=cpu",
+        "callbacks.nonfinite_loss.deferred=true",
+        "trainer.accumulate_grad_batches=2",
+        "+callbacks.poison._target_=tests.faults.PoisonBatch",
+        "+callbacks.poison.epoch=1",
+        "+callbacks.poison.batch=0",
+    ]
+    PoisonBatch.seen.clear()
+    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 0\b"):
+        train(compose_config("train", tmp_path, overrides))
+    module, weights = PoisonBatch.seen[-1]
+    for name, tensor in module.named_parameters():
+        assert torch.equal(tensor, weights[name]), name
+
+
+def test_deferred_guard_skips_the_step_of_a_window_with_any_bad_micro_batch() -> None:
+    """The fused step is skipped when an earlier micro-batch of its window was bad, even if
+    the last one was fine; the error follows at the next check."""
+    guard = NonFiniteLossGuard(deferred=True)
+    param = torch.nn.Parameter(torch.ones(3))
+    optimizer = torch.optim.AdamW([param], lr=0.1, fused=True)
+    trainer = SimpleNamespace(
+        global_step=7,
+        current_epoch=2,
+        fit_loop=SimpleNamespace(epoch_loop=SimpleNamespace(batch_idx=5)),
+        strategy=SimpleNamespace(reduce=lambda tensor, reduce_op: tensor),
+        optimizers=[optimizer],
+    )
+    guard.on_before_backward(trainer, None, torch.tensor(float("nan")))
+    guard.on_before_backward(trainer, None, torch.tensor(1.0))
+    param.grad = torch.full((3,), float("nan"))
+    guard.on_before_optimizer_step(trainer, None, optimizer)
+    optimizer.step()
+    assert torch.equal(param.detach(), torch.ones(3))
+    assert int(optimizer.state[param]["step"]) == 0
+    with pytest.raises(NonFiniteLossError, match=r"global step 7, epoch 2, batch 5\b"):
+        guard.on_train_batch_start(trainer, None, {}, 6)
 
 
 # ------------------------------------------------------------------------------ corrupt images
