@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
+from attrnet.data.samplers import derived_seed
 from attrnet.optim import phase_for_epoch
 
 
@@ -35,11 +36,6 @@ class OptimizerSwap(L.Callback):
         )
 
 
-def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
-    """A 32-bit seed that depends only on (seed, epoch, rank)."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
-
-
 class EpochSeed(L.Callback):
     """Reseed ``random``, NumPy and torch at each training epoch start from (seed, epoch, rank).
 
@@ -51,7 +47,7 @@ class EpochSeed(L.Callback):
         self.seed = int(seed)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        value = epoch_seed(self.seed, trainer.current_epoch, trainer.global_rank)
+        value = derived_seed(self.seed, trainer.current_epoch, trainer.global_rank)
         random.seed(value)
         np.random.seed(value)
         torch.manual_seed(value)

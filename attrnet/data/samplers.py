@@ -9,6 +9,12 @@ import torch
 from torch.utils.data import RandomSampler
 
 
+def derived_seed(*keys: int) -> int:
+    """A 32-bit seed that depends only on ``keys`` (e.g. seed, epoch, rank), via NumPy's
+    ``SeedSequence``: nearby keys give unrelated streams."""
+    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+
+
 class EpochShuffleSampler(RandomSampler):
     """A fresh permutation of ``range(num_samples)`` each epoch, drawn from (seed, epoch) alone.
 
@@ -30,6 +36,5 @@ class EpochShuffleSampler(RandomSampler):
         self.epoch = int(epoch)
 
     def __iter__(self) -> Iterator[int]:
-        state = np.random.SeedSequence([self.seed, self.epoch]).generate_state(1)[0]
-        generator = torch.Generator().manual_seed(int(state))
+        generator = torch.Generator().manual_seed(derived_seed(self.seed, self.epoch))
         return iter(torch.randperm(self.num_samples, generator=generator).tolist())
