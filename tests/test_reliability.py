@@ -278,28 +278,41 @@ class SnapshotCheckpoints(L.Callback):
             SnapshotCheckpoints.files = _digests(Path(trainer.checkpoint_callback.dirpath))
 
 
+def _train_until_stopped_at_poison(
+    tmp_path: Path, match: str, *overrides: str
+) -> L.LightningModule:
+    """Train the tiny CPU run with a NaN batch (``tests.faults.PoisonBatch``), expect the guard's
+    error (``match``) and check that the poisoned step left the weights as they were; returns
+    the module."""
+    PoisonBatch.seen.clear()
+    config_overrides = [
+        *TINY_OVERRIDES,
+        "trainer.accelerator=cpu",
+        "+callbacks.poison._target_=tests.faults.PoisonBatch",
+        *overrides,
+    ]
+    with pytest.raises(NonFiniteLossError, match=match):
+        train(compose_config("train", tmp_path, config_overrides))
+    module, weights = PoisonBatch.seen[-1]
+    for name, tensor in module.named_parameters():  # the bad step did not update the weights
+        assert torch.equal(tensor, weights[name]) and bool(torch.isfinite(tensor).all()), name
+    return module
+
+
 @pytest.mark.parametrize("deferred", [False, True])
 def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
     tmp_path: Path, deferred: bool
 ) -> None:
     """Immediate check (CPU default), and the GPU default forced on the CPU: the flag stays a
     tensor, the fused optimizer skips the bad step itself and the run stops at the next step."""
-    overrides = [
-        *TINY_OVERRIDES,
-        "trainer.accelerator=cpu",
+    module = _train_until_stopped_at_poison(
+        tmp_path,
+        r"global step 4, epoch 1, batch 1\b",
         f"callbacks.nonfinite_loss.deferred={str(deferred).lower()}",
-        "+callbacks.poison._target_=tests.faults.PoisonBatch",
         "+callbacks.poison.epoch=1",
         "+callbacks.snapshot._target_=tests.test_reliability.SnapshotCheckpoints",
         "+callbacks.snapshot.epoch=1",
-    ]
-    PoisonBatch.seen.clear()
-    with pytest.raises(NonFiniteLossError, match=r"global step 4, epoch 1, batch 1\b"):
-        train(compose_config("train", tmp_path, overrides))
-
-    module, weights = PoisonBatch.seen[-1]
-    for name, tensor in module.named_parameters():  # the bad step did not update the weights
-        assert torch.equal(tensor, weights[name]) and bool(torch.isfinite(tensor).all()), name
+    )
     skipped = getattr(module.trainer.optimizers[0], "found_inf", None)
     assert (skipped is not None and float(skipped) == 1.0) is deferred  # the device-side skip
     folder = tmp_path / "checkpoints"
@@ -312,21 +325,14 @@ def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
 
 def test_deferred_guard_with_gradient_accumulation(tmp_path: Path) -> None:
     """A bad first micro-batch of an accumulation window never reaches the weights."""
-    overrides = [
-        *TINY_OVERRIDES,
-        "trainer.accelerator=cpu",
+    _train_until_stopped_at_poison(
+        tmp_path,
+        r"epoch 1, batch 0\b",
         "callbacks.nonfinite_loss.deferred=true",
         "trainer.accumulate_grad_batches=2",
-        "+callbacks.poison._target_=tests.faults.PoisonBatch",
         "+callbacks.poison.epoch=1",
         "+callbacks.poison.batch=0",
-    ]
-    PoisonBatch.seen.clear()
-    with pytest.raises(NonFiniteLossError, match=r"epoch 1, batch 0\b"):
-        train(compose_config("train", tmp_path, overrides))
-    module, weights = PoisonBatch.seen[-1]
-    for name, tensor in module.named_parameters():
-        assert torch.equal(tensor, weights[name]), name
+    )
 
 
 def test_deferred_guard_skips_the_step_of_a_window_with_any_bad_micro_batch() -> None:
