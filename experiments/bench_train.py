@@ -42,13 +42,12 @@ from typing import Any
 
 import lightning as L
 import torch
-from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-from omegaconf import open_dict
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
+from attrnet.cli.common import compose_run_config
 from attrnet.cli.train import build_data_and_model
 from attrnet.data.batch_augment import train_batch
 from attrnet.data.datamodule import AttributeDataModule
@@ -109,16 +108,6 @@ class ThroughputTimer(L.Callback):
         self.end, self.end_step = self._now(), trainer.global_step
 
 
-def compose_train_config(overrides: list[str], output_dir: Path) -> Any:
-    """``conf/train.yaml`` composed as ``attrnet-train`` would, with the run folder set."""
-    with initialize_config_module("attrnet.conf", version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.root_dir = cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir / "logs")
-    return cfg
-
-
 def run_overrides(spec: dict[str, Any]) -> list[str]:
     """Hydra overrides of one benchmark run."""
     height, width = spec["size"]
@@ -149,14 +138,14 @@ def run_overrides(spec: dict[str, Any]) -> list[str]:
 
 def needs_cuda(spec: dict[str, Any]) -> bool:
     with tempfile.TemporaryDirectory() as folder:
-        cfg = compose_train_config(run_overrides(spec), Path(folder))
+        cfg = compose_run_config("train", folder, run_overrides(spec))
     return cfg.trainer.accelerator in ("gpu", "cuda")
 
 
 def train_run(spec: dict[str, Any]) -> dict[str, Any]:
     """One timed training run (called in a fresh subprocess)."""
     with tempfile.TemporaryDirectory() as folder:
-        cfg = compose_train_config(run_overrides(spec), Path(folder))
+        cfg = compose_run_config("train", folder, run_overrides(spec))
         L.seed_everything(cfg.seed, workers=True)
         datamodule, model = build_data_and_model(cfg)
         timer = ThroughputTimer(spec["warmup_steps"])

@@ -23,10 +23,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig
 
 from attrnet.cli.aggregate import markdown_table
+from attrnet.cli.common import compose_run_config
 from attrnet.cli.reid import evaluate
 from attrnet.cli.train import train
 from attrnet.io import atomic_write_text
@@ -44,13 +44,9 @@ ROWS = (
 
 
 def _config(name: str, folder: Path, overrides: list[str]) -> DictConfig:
-    with initialize_config_module("attrnet.conf", version_base="1.3"):
-        cfg = compose(name, overrides=overrides)
-    with open_dict(cfg):  # what @hydra.main would resolve from the launch directory
-        cfg.paths.root_dir = str(Path.cwd())
-        cfg.paths.output_dir = str(folder)
+    """The config in ``folder``, with data and caches found from the launch directory."""
     folder.mkdir(parents=True, exist_ok=True)
-    return cfg
+    return compose_run_config(name, folder, overrides, root_dir=Path.cwd())
 
 
 def _train(folder: Path, overrides: list[str]) -> tuple[Path, float]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from attrnet.cli.common import compose_run_config as compose_config
 
-from hydra import compose, initialize_config_module
-from omegaconf import DictConfig, open_dict
+__all__ = ["TINY_OVERRIDES", "compose_config"]
 
 #: A tiny synthetic set and model input so a ResNet50 epoch takes seconds on two CPU cores.
 TINY_OVERRIDES = [
@@ -27,14 +26,3 @@ TINY_OVERRIDES = [
     "trainer.enable_progress_bar=false",
     "model.num_logged_images=4",
 ]
-
-
-def compose_config(name: str, output_dir: Path, overrides: list[str] | None = None) -> DictConfig:
-    """Compose ``conf/<name>.yaml`` as Hydra would, with the run folder set to ``output_dir``."""
-    with initialize_config_module("attrnet.conf", version_base="1.3"):
-        cfg = compose(name, overrides=overrides or [])
-    with open_dict(cfg):
-        cfg.paths.root_dir = str(output_dir)
-        cfg.paths.output_dir = str(output_dir)
-        cfg.paths.log_dir = str(output_dir / "logs")
-    return cfg
