@@ -66,23 +66,38 @@ class _PendingCheck:
     loss: torch.Tensor
     where: tuple[int, int, int]
 
-    @classmethod
-    def start(
-        cls, flag: torch.Tensor, loss: torch.Tensor, where: tuple[int, int, int]
-    ) -> _PendingCheck:
-        """Copy a device flag to pinned host memory without waiting for it (CUDA)."""
-        if not flag.is_cuda:
-            return cls(flag, None, loss, where)
-        host = torch.empty((), dtype=flag.dtype, pin_memory=True)
-        host.copy_(flag, non_blocking=True)
-        event = torch.cuda.Event()
-        event.record()
-        return cls(host, event, loss, where)
+    def ready(self) -> bool:
+        """The flag has reached the host (always, off CUDA); never waits."""
+        return self.event is None or self.event.query()
 
     def failed(self) -> bool:
         if self.event is not None:
-            self.event.synchronize()  # the step's forward: done by now on a busy GPU
+            self.event.synchronize()
         return bool(self.flag > 0)
+
+
+class _HostFlags:
+    """A ring of pinned host slots and CUDA events, allocated once, that device flags are copied
+    into without waiting (a pinned allocation and an event per step cost host time)."""
+
+    def __init__(self, slots: int) -> None:
+        self.slots = slots
+        self.host: torch.Tensor | None = None
+        self.events: list[torch.cuda.Event] = []
+        self.count = 0
+
+    def start(
+        self, flag: torch.Tensor, loss: torch.Tensor, where: tuple[int, int, int]
+    ) -> _PendingCheck:
+        if not flag.is_cuda:
+            return _PendingCheck(flag, None, loss, where)
+        if self.host is None:
+            self.host = torch.zeros(self.slots, dtype=flag.dtype, pin_memory=True)
+            self.events = [torch.cuda.Event() for _ in range(self.slots)]
+        slot, self.count = self.count % self.slots, self.count + 1
+        self.host[slot].copy_(flag, non_blocking=True)
+        self.events[slot].record()
+        return _PendingCheck(self.host[slot], self.events[slot], loss, where)
 
 
 class NonFiniteLossGuard(L.Callback):
@@ -93,12 +108,18 @@ class NonFiniteLossGuard(L.Callback):
     step wait, so with ``deferred`` (default: on CUDA, when every optimizer is fused) the check
     stays on the device: the fused optimizers skip a bad step themselves (their ``found_inf``
     input, as under AMP's GradScaler: weights, moments and step counts unchanged), and the flag
-    is read at the start of the next step, before validation and before any checkpoint.
+    is read without waiting at a later step's start, once it has reached the host: at most
+    ``max_lag`` steps later (waiting for it only then), and always before validation, at an
+    epoch's end and before any checkpoint. A bad step itself never changes the weights.
     """
 
-    def __init__(self, deferred: bool | None = None) -> None:
+    def __init__(self, deferred: bool | None = None, max_lag: int = 2) -> None:
+        if max_lag < 0:
+            raise ValueError(f"max_lag must be >= 0, got {max_lag}")
         self.deferred = deferred
+        self.max_lag = max_lag
         self._pending: list[_PendingCheck] = []
+        self._flags = _HostFlags(max_lag + 2)  # never more than max_lag + 1 in flight
         self._window_bad: torch.Tensor | None = None  # any bad micro-batch since the last step
 
     def on_before_backward(
@@ -115,7 +136,7 @@ class NonFiniteLossGuard(L.Callback):
         bad = bad.clamp(max=1.0)
         window = self._window_bad
         self._window_bad = bad if window is None else torch.maximum(window, bad)
-        self._pending.append(_PendingCheck.start(bad, loss, where))
+        self._pending.append(self._flags.start(bad, loss, where))
 
     def on_before_optimizer_step(
         self, trainer: L.Trainer, pl_module: L.LightningModule, optimizer: torch.optim.Optimizer
@@ -130,17 +151,22 @@ class NonFiniteLossGuard(L.Callback):
         wanted = loss.is_cuda if self.deferred is None else self.deferred
         return wanted and all(o.defaults.get("fused") for o in trainer.optimizers)
 
-    def _settle(self) -> None:
-        """Raise for the first pending step whose loss was not finite."""
-        pending, self._pending = self._pending, []
-        for check in pending:
+    def _settle(self, in_flight: int = 0) -> None:
+        """Raise for the first pending step whose loss was not finite. Flags that reached the
+        host are read; older ones are waited for while more than ``in_flight`` remain."""
+        while self._pending:
+            check = self._pending[0]
+            if len(self._pending) <= in_flight and not check.ready():
+                return
+            self._pending.pop(0)
             if check.failed():
+                self._pending = []
                 raise _non_finite_error(check.loss, check.where)
 
     def on_train_batch_start(
         self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
     ) -> None:
-        self._settle()
+        self._settle(in_flight=self.max_lag)
 
     def on_validation_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._settle()

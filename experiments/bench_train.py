@@ -1,28 +1,33 @@
-"""Benchmark: training images/s, epoch time and peak memory per trainer preset, model and size.
+"""Benchmark: attrnet's training speed against the limit, per trainer preset, model and size.
 
-Each (preset, model, size) run composes the real Hydra config (``conf/train.yaml``) on the
-synthetic Market set (rendered at Market's native 128x64), trains with a real Lightning Trainer
-in a fresh subprocess (so peak memory is its own) and times the steps after the warm-up with a
-callback. Images/s are steady-state; the Market epoch (12,936 images) and 60-epoch times are
-extrapolated from them; the synthetic epoch is measured (the last complete epoch after the
-first). Peak memory is ``torch.cuda.max_memory_allocated`` on a GPU, the process's peak RSS on
-the CPU. Presets that need CUDA are skipped, with a note, when there is none.
+For each (preset, model, size) it times, each in a fresh subprocess under the same conditions:
 
-The data-path comparison times, in the same run, the fast path (uint8 cache + batch
-augmentation, on the training device) against a plain PIL + torchvision per-sample transforms
-DataLoader over the same JPEG files (the default synthetic set's 2,400 training images), both
-with Market's augmentation (flip, pad 10, random erasing), interleaved, best of two.
+(a) the plain loop: the same network, precision, memory format and fused AdamW in a bare PyTorch
+    loop on batches already normalised on the device (``bench_loops.plain_loop``): the limit;
+(b) the usual input path: PIL + torchvision per-sample transforms in ``--pil-workers`` DataLoader
+    workers, pinned, feeding the same loop (``bench_loops.pil_loop``);
+(c) attrnet: the real Hydra config (``conf/train.yaml``) on the synthetic Market set (rendered at
+    Market's native 128x64), a real Lightning Trainer with the config's callbacks and loggers
+    (checkpointing off), timed after the warm-up by a callback,
 
-    # CPU, quick and indicative: the default preset, both models, both sizes, on a small set
-    # (40 train identities x 4 = 160 images: 10 steps an epoch; 2 warm-up + 18 timed steps)
-    OMP_NUM_THREADS=2 python experiments/bench_train.py --presets default --batch-size 16 \\
-        --train-ids 48 --val-ids 8 --warmup-steps 2 --steps 18
-    # one GPU: every preset at batch 128, 20 warm-up + 100 timed steps (fp32 default included)
-    python experiments/bench_train.py
-    # the fastest GPU setting: channels_last and torch.compile of the ResNet trunk
-    python experiments/bench_train.py --presets gpu gpu_4gb --channels-last --compile
-    # only the data-path comparison, or only the training runs
-    python experiments/bench_train.py --skip-train   |   --skip-data-path
+and prints attrnet's images/s with its ratio to (a) and to (b). Images/s are steady state; the
+Market epoch (12,936 images) is extrapolated; the synthetic epoch is measured. Peak memory is
+``torch.cuda.max_memory_allocated`` / ``max_memory_reserved`` on a GPU, peak RSS on the CPU.
+``--memory-cap-gib`` caps the CUDA allocator (``set_per_process_memory_fraction``) for presets
+matching ``--cap-presets`` (default: gpu_4gb, as a 4 GB card). ``--profile N`` profiles N steps
+of (a) and (c) (``step_profile.py``). Presets that need CUDA are skipped without it.
+
+The data-path comparison times the fast path (uint8 cache + batch augmentation on the training
+device) against the PIL + torchvision DataLoader over the same JPEG files, both with Market's
+augmentation, interleaved, best of ``--data-repeats``.
+
+    # CPU, quick: (a), (b), (c) at a small size (what the test suite runs)
+    python experiments/bench_train.py --presets default --models resnet50 --sizes 64x32 \
+        --batch-size 8 --train-ids 12 --val-ids 2 --warmup-steps 1 --steps 2 --skip-data-path
+    # one GPU: the gpu and gpu_4gb presets, both models, 256x128, batch 128, 4 GB cap on gpu_4gb
+    python experiments/bench_train.py --presets gpu gpu_4gb --sizes 256x128 --memory-cap-gib 3.5
+    # extra Hydra overrides for the attrnet runs, e.g. torch.compile of the trunk
+    python experiments/bench_train.py --presets gpu --override model.compile=true
 """
 
 from __future__ import annotations
@@ -42,8 +47,15 @@ from typing import Any
 
 import lightning as L
 import torch
+from bench_loops import (  # run as a script: experiments/ is on sys.path
+    LoopSettings,
+    pil_loop,
+    plain_loop,
+)
 from hydra.utils import instantiate
+from omegaconf import OmegaConf
 from PIL import Image
+from step_profile import StepProfile
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
@@ -68,16 +80,17 @@ DATA_PATH_VAL_IDS = 151
 
 
 class ThroughputTimer(L.Callback):
-    """Times the training steps after ``warmup_steps`` and every complete training epoch.
+    """Times training steps ``[warmup_steps, warmup_steps + steps)`` and every complete training
+    epoch inside that window (steps after it, e.g. profiled ones, are not timed).
 
     On CUDA it synchronises only at the window's and epochs' edges, never inside a step.
     """
 
-    def __init__(self, warmup_steps: int) -> None:
-        self.warmup_steps = warmup_steps
+    def __init__(self, warmup_steps: int, steps: int) -> None:
+        self.warmup_steps, self.last_step = warmup_steps, warmup_steps + steps
         self.start: float | None = None
         self.start_step = 0
-        self.end = 0.0
+        self.end: float | None = None
         self.end_step = 0
         self.epoch_start, self.epoch_first_step = 0.0, 0
         self.epochs: list[dict[str, float]] = []
@@ -98,13 +111,20 @@ class ThroughputTimer(L.Callback):
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         if self.start is None and trainer.global_step >= self.warmup_steps:
             self.start, self.start_step = self._now(), trainer.global_step
+        elif self.end is None and trainer.global_step >= self.last_step:
+            self._stop(trainer)
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         seconds, steps = self._now() - self.epoch_start, trainer.global_step - self.epoch_first_step
-        if steps == trainer.num_training_batches:  # not an epoch cut short by max_steps
+        complete = steps == trainer.num_training_batches  # not cut short by max_steps
+        if complete and trainer.global_step <= self.last_step:
             self.epochs.append({"seconds": seconds, "steps": steps})
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self.end is None:
+            self._stop(trainer)
+
+    def _stop(self, trainer: L.Trainer) -> None:
         self.end, self.end_step = self._now(), trainer.global_step
 
 
@@ -129,35 +149,56 @@ def run_overrides(spec: dict[str, Any]) -> list[str]:
         overrides.append(f"data.num_workers={spec['workers']}")
     if spec["augment_on_device"] != "preset":
         overrides.append(f"data.augment_on_device={spec['augment_on_device']}")
-    if spec["compile"]:
-        overrides.append("++model.compile=true")
-    if spec["channels_last"]:
-        overrides.append("model.channels_last=true")
-    return overrides
+    return overrides + list(spec["overrides"])
+
+
+def compose(spec: dict[str, Any], folder: str) -> Any:
+    return compose_run_config("train", folder, run_overrides(spec))
 
 
 def needs_cuda(spec: dict[str, Any]) -> bool:
     with tempfile.TemporaryDirectory() as folder:
-        cfg = compose_run_config("train", folder, run_overrides(spec))
+        cfg = compose(spec, folder)
     return cfg.trainer.accelerator in ("gpu", "cuda")
 
 
-def train_run(spec: dict[str, Any]) -> dict[str, Any]:
-    """One timed training run (called in a fresh subprocess)."""
+def cap_memory(spec: dict[str, Any]) -> None:
+    """Cap the CUDA allocator at ``memory_cap_gib`` (a smaller card), if set."""
+    cap = spec.get("memory_cap_gib")
+    if cap and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory
+        torch.cuda.set_per_process_memory_fraction(cap * 2**30 / total)
+
+
+def config_callbacks(cfg: Any) -> list[L.Callback]:
+    """The run's own callbacks (NaN guard, epoch seeding, optimizer swap, lr monitor), without
+    the checkpoint writers: the benchmark times training steps, not file writes."""
+    return [
+        instantiate(item)
+        for item in (cfg.get("callbacks") or {}).values()
+        if item is not None and "Checkpoint" not in item.get("_target_", "")
+    ]
+
+
+def attrnet_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """(c): one timed attrnet training run (called in a fresh subprocess)."""
+    cap_memory(spec)
     with tempfile.TemporaryDirectory() as folder:
-        cfg = compose_run_config("train", folder, run_overrides(spec))
+        cfg = compose(spec, folder)
         L.seed_everything(cfg.seed, workers=True)
         datamodule, model = build_data_and_model(cfg)
-        timer = ThroughputTimer(spec["warmup_steps"])
+        timer = ThroughputTimer(spec["warmup_steps"], spec["steps"])
+        last = spec["warmup_steps"] + spec["steps"]  # profiled after the timed window
+        profiler = StepProfile(last, spec["profile"]) if spec["profile"] else None
         trainer = instantiate(
             cfg.trainer,
-            callbacks=[timer],
-            logger=False,
+            callbacks=[*config_callbacks(cfg), timer, *([profiler] if profiler else [])],
+            logger=[instantiate(item) for item in cfg.logger.values()],
             enable_checkpointing=False,
             enable_progress_bar=False,
             enable_model_summary=False,
             max_epochs=-1,
-            max_steps=spec["warmup_steps"] + spec["steps"],
+            max_steps=spec["warmup_steps"] + spec["steps"] + spec["profile"],
             limit_val_batches=0,
             num_sanity_val_steps=0,
         )
@@ -171,13 +212,14 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         "precision": str(cfg.trainer.precision),
         "augment_on_device": datamodule.augment_on_device,
         "channels_last": bool(cfg.model.channels_last),
-        "activation_checkpointing": bool(cfg.model.activation_checkpointing),
+        "activation_checkpointing": OmegaConf.to_container(cfg.model, resolve=True)[
+            "activation_checkpointing"
+        ],
         "batch_size": batch,
         "device": torch.cuda.get_device_name() if on_gpu else "cpu",
         "timed_steps": timer.end_step - timer.start_step,
         "images_per_s": images_per_s,
         "market_epoch_s": MARKET_TRAIN_IMAGES / images_per_s,
-        "market_60_epochs_s": MARKET_EPOCHS * MARKET_TRAIN_IMAGES / images_per_s,
         "synthetic_epoch": None
         if epoch is None
         else {
@@ -186,17 +228,49 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
             "includes_warmup": len(timer.epochs) == 1,
         },
         "peak_memory": peak_memory(on_gpu),
+        "profile": profiler.summary if profiler else None,
     }
+
+
+def reference_run(spec: dict[str, Any]) -> dict[str, Any]:
+    """(a) or (b) with the precision, memory format and batch the preset's config gives."""
+    cap_memory(spec)
+    with tempfile.TemporaryDirectory() as folder:
+        cfg = compose(spec, folder)
+        datamodule = instantiate(cfg.data)
+        datamodule.prepare_data()
+        datamodule.setup("fit")
+        settings = LoopSettings(
+            batch_size=datamodule.batch_size,
+            num_outputs=len(datamodule.attributes),
+            attention=bool(cfg.model.attention),
+            precision=str(cfg.trainer.precision),
+            channels_last=bool(cfg.model.channels_last),
+            warmup=spec["warmup_steps"],
+            steps=spec["steps"],
+        )
+        size = tuple(spec["size"])
+        if spec["kind"] == "plain":
+            result = plain_loop(size, settings, profile=spec["profile"])
+        else:
+            paths = datamodule.train_frame["path"].tolist()
+            result = pil_loop(paths, pil_transform(size), settings, workers=spec["pil_workers"])
+    return {**spec, **result, "batch_size": settings.batch_size}
 
 
 def peak_memory(on_gpu: bool) -> dict[str, Any]:
     if on_gpu:
-        return {"kind": "cuda_max_allocated", "gib": torch.cuda.max_memory_allocated() / 2**30}
+        return {
+            "kind": "cuda",
+            "allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+        }
     rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     return {"kind": "peak_rss", "gib": rss_kib / 2**20}
 
 
-def train_in_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+def in_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
+    """Run one spec (attrnet, plain or pil) in a fresh Python process; errors are recorded."""
     with tempfile.TemporaryDirectory() as folder:
         result = Path(folder) / "result.json"
         command = [sys.executable, __file__, "--child", json.dumps(spec), "--out", str(result)]
@@ -207,6 +281,10 @@ def train_in_subprocess(spec: dict[str, Any], timeout: float) -> dict[str, Any]:
         if done.returncode != 0:
             return {**spec, "error": " / ".join(done.stderr.strip().splitlines()[-3:]) or "failed"}
         return json.loads(result.read_text())
+
+
+def child(spec: dict[str, Any]) -> dict[str, Any]:
+    return attrnet_run(spec) if spec["kind"] == "attrnet" else reference_run(spec)
 
 
 # ------------------------------------------------------------------------- data-path comparison
@@ -332,9 +410,18 @@ def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dic
 
 
 def format_memory(run: dict[str, Any]) -> str:
-    memory = run["peak_memory"]
-    label = "alloc" if memory["kind"] == "cuda_max_allocated" else "RSS"
-    return f"{memory['gib']:.2f} GiB {label}"
+    memory = run.get("peak_memory")
+    if not memory:
+        return "-"
+    if memory.get("kind", "cuda") == "cuda":
+        return f"{memory['allocated_gib']:.2f} / {memory['reserved_gib']:.2f} GiB"
+    return f"{memory['gib']:.2f} GiB RSS"
+
+
+def ratio(value: float, reference: dict[str, Any] | None) -> str:
+    if not reference or "images_per_s" not in reference:
+        return "-"
+    return f"{value / reference['images_per_s']:.2f}"
 
 
 def print_tables(report: dict[str, Any]) -> None:
@@ -345,26 +432,41 @@ def print_tables(report: dict[str, Any]) -> None:
     )
     if report["runs"]:
         print(
-            "\n| preset | model | size | batch | precision | channels_last | fast path | images/s "
-            "| Market epoch (s) | synthetic epoch (s / images) | peak memory |"
+            "\n| preset | model | size | batch | precision | cap (GiB) | (a) plain img/s "
+            "| (b) PIL img/s | attrnet img/s | vs (a) | vs (b) | Market epoch (s) "
+            "| peak alloc / reserved |"
         )
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for run in report["runs"]:
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for row in report["runs"]:
+        run, plain, pil = row["attrnet"], row.get("plain"), row.get("pil")
         size = "x".join(map(str, run["size"]))
         head = f"| {run['preset']} | {run['model']} | {size} |"
         if "skipped" in run or "error" in run:
-            print(f"{head} {run.get('skipped') or run.get('error')} |||||||")
+            print(f"{head} {run.get('skipped') or run.get('error')} ||||||||||")
             continue
-        epoch = run["synthetic_epoch"]
-        measured = "-" if epoch is None else f"{epoch['seconds']:.1f} / {epoch['images']}"
-        if epoch and epoch["includes_warmup"]:
-            measured += " (incl. warm-up)"
+        cap = run.get("memory_cap_gib") or "-"
+        cells = [
+            f"{ref['images_per_s']:.0f}" if ref and "images_per_s" in ref else
+            (ref.get("error", "-")[:60] if ref else "-")
+            for ref in (plain, pil)
+        ]
         print(
-            f"{head} {run['batch_size']} | {run['precision']} | {run['channels_last']} "
-            f"| {run['augment_on_device']} "
-            f"| {run['images_per_s']:.1f} | {run['market_epoch_s']:.1f} "
-            f"| {measured} | {format_memory(run)} |"
+            f"{head} {run['batch_size']} | {run['precision']} | {cap} | {cells[0]} | {cells[1]} "
+            f"| {run['images_per_s']:.1f} | {ratio(run['images_per_s'], plain)} "
+            f"| {ratio(run['images_per_s'], pil)} | {run['market_epoch_s']:.1f} "
+            f"| {format_memory(run)} |"
         )
+    for row in report["runs"]:
+        for kind in ("plain", "attrnet"):
+            profile = (row.get(kind) or {}).get("profile")
+            if isinstance(profile, dict):
+                print(
+                    f"profile {kind} {row['attrnet']['preset']} {row['attrnet']['model']}: "
+                    f"wall {profile['wall_ms_per_step']:.2f} ms/step, kernels "
+                    f"{profile['kernel_ms_per_step']:.2f} ms/step (GPU busy "
+                    f"{profile['gpu_busy_fraction']:.0%}), {profile['kernels_per_step']:.0f} "
+                    "kernels/step"
+                )
     if report["data_path"]:
         print(
             "\n| size | batch | workers | device | uint8 cache + batch aug (img/s) "
@@ -388,25 +490,30 @@ def parse_size(text: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="experiments/results/bench_train.json")
-    parser.add_argument("--presets", nargs="+", default=["default", "gpu", "gpu_4gb"])
+    parser.add_argument("--presets", nargs="+", default=["gpu", "gpu_4gb"])
     parser.add_argument("--models", nargs="+", default=["resnet50", "resnet50_attention"])
-    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 128), (128, 64)])
+    parser.add_argument("--sizes", nargs="+", type=parse_size, default=[(256, 128)])
     parser.add_argument("--batch-size", type=int, default=128, help="0: the preset's value")
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100, help="timed steps after the warm-up")
     parser.add_argument("--workers", type=int, default=None, help="data.num_workers override")
     parser.add_argument(
-        "--augment-on-device", choices=["true", "false", "auto", "preset"], default="true"
+        "--augment-on-device", choices=["true", "false", "auto", "preset"], default="preset"
     )
-    parser.add_argument("--compile", action="store_true", help="model.compile=true")
-    parser.add_argument("--channels-last", action="store_true", help="model.channels_last=true")
+    parser.add_argument("--override", action="append", default=[], help="Hydra override (c)")
+    parser.add_argument("--memory-cap-gib", type=float, default=None)
+    parser.add_argument("--cap-presets", nargs="+", default=["gpu_4gb"])
+    parser.add_argument("--profile", type=int, default=0, help="profile N steps of (a) and (c)")
+    parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--skip-pil", action="store_true")
+    parser.add_argument("--pil-workers", type=int, default=min(8, os.cpu_count() or 1))
     parser.add_argument("--train-ids", type=int, default=751, help="labelled identities")
     parser.add_argument("--val-ids", type=int, default=151, help="of which held out")
     parser.add_argument("--images-per-id", type=int, default=4)
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per training run")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds per run")
     parser.add_argument("--skip-train", action="store_true")
     parser.add_argument("--skip-data-path", action="store_true")
     parser.add_argument("--data-batch-size", type=int, default=64)
@@ -415,10 +522,47 @@ def main() -> None:
     parser.add_argument("--data-batches", type=int, default=30)
     parser.add_argument("--data-repeats", type=int, default=2)
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    args = parser.parse_args()
+    return parser.parse_args()
 
-    if args.child:  # one training run in this fresh process
-        atomic_write_text(args.out, json.dumps(train_run(json.loads(args.child))))
+
+def training_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """(a), (b) and (c) for every preset x model x size, each in a fresh process."""
+    rows = []
+    for preset, model, size in itertools.product(args.presets, args.models, args.sizes):
+        spec = {
+            "kind": "attrnet",
+            "preset": preset,
+            "model": model,
+            "size": list(size),
+            "batch_size": args.batch_size,
+            "warmup_steps": args.warmup_steps,
+            "steps": args.steps,
+            "workers": args.workers,
+            "augment_on_device": args.augment_on_device,
+            "overrides": args.override,
+            "memory_cap_gib": args.memory_cap_gib if preset in args.cap_presets else None,
+            "profile": args.profile,
+            "pil_workers": args.pil_workers,
+            "train_ids": args.train_ids,
+            "val_ids": args.val_ids,
+            "images_per_id": args.images_per_id,
+        }
+        if needs_cuda(spec) and not torch.cuda.is_available():
+            rows.append({"attrnet": {**spec, "skipped": "skipped: the preset needs CUDA"}})
+            continue
+        row = {}
+        for kind, skip in (("plain", args.skip_plain), ("pil", args.skip_pil), ("attrnet", False)):
+            if not skip:
+                print(f"{kind} {preset} {model} {size} ...", flush=True)
+                row[kind] = in_subprocess({**spec, "kind": kind}, args.timeout)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    args = parse_args()
+    if args.child:  # one run in this fresh process
+        atomic_write_text(args.out, json.dumps(child(json.loads(args.child))))
         return
 
     load_before = os.getloadavg()[0]
@@ -430,29 +574,7 @@ def main() -> None:
             height=NATIVE_SIZE[0],
             width=NATIVE_SIZE[1],
         ).prepare()
-    for preset, model, size in itertools.product(
-        [] if args.skip_train else args.presets, args.models, args.sizes
-    ):
-        spec = {
-            "preset": preset,
-            "model": model,
-            "size": list(size),
-            "batch_size": args.batch_size,
-            "warmup_steps": args.warmup_steps,
-            "steps": args.steps,
-            "workers": args.workers,
-            "augment_on_device": args.augment_on_device,
-            "compile": args.compile,
-            "channels_last": args.channels_last,
-            "train_ids": args.train_ids,
-            "val_ids": args.val_ids,
-            "images_per_id": args.images_per_id,
-        }
-        if needs_cuda(spec) and not torch.cuda.is_available():
-            report["runs"].append({**spec, "skipped": "skipped: the preset needs CUDA"})
-            continue
-        print(f"training {preset} {model} {size} ...", flush=True)
-        report["runs"].append(train_in_subprocess(spec, args.timeout))
+        report["runs"] = training_rows(args)
     if not args.skip_data_path:
         for size in args.sizes:
             print(f"data path {size} ...", flush=True)
@@ -460,6 +582,7 @@ def main() -> None:
     report["environment"] = {
         "device": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu only",
         "torch": torch.__version__,
+        "lightning": L.__version__,
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
         "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset"),

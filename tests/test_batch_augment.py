@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image
 from scipy.stats import ks_2samp
+from torch.utils.data import default_collate
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
@@ -32,6 +33,7 @@ from attrnet.data.batch_augment import (
     train_batch,
 )
 from attrnet.data.datamodule import AttributeDataModule
+from attrnet.data.dataset import CachedBatchDataset
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import IMAGENET_STD, eval_transform
@@ -225,7 +227,7 @@ def test_augmentation_never_reads_values_back_to_the_host() -> None:
         out.sum().item()
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.gpu
 def test_augmentation_runs_without_cuda_synchronisation() -> None:
     images = torch.randint(0, 256, (16, 3, 128, 64), dtype=torch.uint8, device="cuda")
     torch.cuda.set_sync_debug_mode("error")
@@ -261,6 +263,39 @@ def test_augment_on_device_option(tmp_path: Path) -> None:
     assert item.dtype == torch.uint8 and item.shape == (3, 64, 32)
     batch = next(iter(fast.image_loader(fast.val_frame["path"].tolist()[:3])))
     assert batch["image"].dtype == torch.float32 and batch["image"].shape == (3, 3, 32, 16)
+
+
+@pytest.mark.parametrize("sampler", ["random", "identity"])
+def test_fast_path_fetches_whole_batches_like_per_sample_collation(
+    tmp_path: Path, sampler: str
+) -> None:
+    """The fast path's loader indexes the cache once per batch (no per-image calls); its batches
+    equal what per-sample fetching + the default collation gives for the same indices."""
+    tiny = dict(num_train_ids=6, num_test_ids=2, images_per_id=4, height=64, width=32, num_junk=2)
+    dm = AttributeDataModule(
+        SyntheticSource(tmp_path, **tiny),
+        image_size=(32, 16),
+        batch_size=8,
+        augment_on_device=True,
+        val_count=2,
+        sampler=sampler,
+    )
+    dm.prepare_data()
+    dm.setup("fit")
+    assert isinstance(dm.train_set, CachedBatchDataset)
+    calls = []
+    original = CachedBatchDataset.__getitem__
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(CachedBatchDataset, "__getitem__", lambda self, i: calls.append(i))
+        loaders = (dm.train_dataloader(), dm.val_dataloader())
+        batches = [next(iter(loader)) for loader in loaders]
+    assert calls == []
+    for dataset, batch in zip((dm.train_set, dm.val_set), batches, strict=True):
+        indices = batch["index"].tolist()
+        expected = default_collate([original(dataset, i) for i in indices])
+        assert batch.keys() == expected.keys()
+        for key, value in expected.items():
+            assert batch[key].dtype == value.dtype and torch.equal(batch[key], value), key
 
 
 def test_each_ddp_rank_draws_its_own_augmentation(tmp_path: Path) -> None:

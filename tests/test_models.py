@@ -81,12 +81,15 @@ def test_channels_last_bf16_autocast(plain_model):
     assert torch.isfinite(logits.float()).all()
 
 
-def test_activation_checkpointing_same_gradients():
+@pytest.mark.parametrize("stages", [True, [1, 2]])
+def test_activation_checkpointing_same_gradients(stages):
     torch.manual_seed(0)
     reference = AttributeResNet50(num_attributes=4, attention=True, attention_stages=[2, 4])
     checkpointed = AttributeResNet50(
-        num_attributes=4, attention=True, attention_stages=[2, 4], activation_checkpointing=True
+        num_attributes=4, attention=True, attention_stages=[2, 4], activation_checkpointing=stages
     )
+    expected = {1, 2, 3, 4} if stages is True else set(stages)
+    assert checkpointed.checkpointed_stages == expected
     checkpointed.load_state_dict(reference.state_dict())
     x = torch.randn(2, 3, 32, 16)
     for model in (reference, checkpointed):
@@ -96,6 +99,11 @@ def test_activation_checkpointing_same_gradients():
         reference.named_parameters(), checkpointed.named_parameters(), strict=True
     ):
         assert torch.allclose(p_ref.grad, p_ckpt.grad, rtol=1e-4, atol=1e-6), name
+
+
+def test_activation_checkpointing_refuses_unknown_stages():
+    with pytest.raises(ValueError, match="stages among 1..4"):
+        AttributeResNet50(num_attributes=4, activation_checkpointing=[0, 5])
 
 
 def test_load_weights_from_explicit_path(weight_file):

@@ -27,7 +27,7 @@ import torch
 from hydra.utils import instantiate
 from PIL import Image, ImageFile
 
-from attrnet.callbacks import NonFiniteLossError, NonFiniteLossGuard
+from attrnet.callbacks import NonFiniteLossError, NonFiniteLossGuard, _PendingCheck
 from attrnet.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from attrnet.cli.common import load_attribute_module
 from attrnet.cli.predict import predict
@@ -323,6 +323,22 @@ def test_a_nan_loss_stops_the_run_before_it_touches_weights_or_checkpoints(
     assert not (tmp_path / "metrics.json").exists()
 
 
+@pytest.mark.gpu
+def test_a_nan_loss_on_cuda_is_skipped_on_the_device_and_stops_the_run(tmp_path: Path) -> None:
+    """The CUDA default (deferred, bf16): the fused step skips the bad step with its device flag;
+    with ``max_lag=0`` the run stops at the next step, before any later step or checkpoint."""
+    _train_until_stopped_at_poison(
+        tmp_path,
+        r"global step 4, epoch 1, batch 1\b",
+        "trainer.accelerator=gpu",
+        "trainer.precision=bf16-mixed",
+        "callbacks.nonfinite_loss.max_lag=0",
+        "+callbacks.poison.epoch=1",
+    )
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.ckpt")
+    assert (last["epoch"], last["global_step"]) == (0, 3)
+
+
 def test_deferred_guard_with_gradient_accumulation(tmp_path: Path) -> None:
     """A bad first micro-batch of an accumulation window never reaches the weights."""
     _train_until_stopped_at_poison(
@@ -357,6 +373,43 @@ def test_deferred_guard_skips_the_step_of_a_window_with_any_bad_micro_batch() ->
     assert int(optimizer.state[param]["step"]) == 0
     with pytest.raises(NonFiniteLossError, match=r"global step 7, epoch 2, batch 5\b"):
         guard.on_train_batch_start(trainer, None, {}, 6)
+
+
+class _InFlight:
+    """A CUDA event stand-in: its copy lands when the test says so; waiting lands it."""
+
+    def __init__(self) -> None:
+        self.landed = False
+
+    def query(self) -> bool:
+        return self.landed
+
+    def synchronize(self) -> None:
+        self.landed = True
+
+
+def test_deferred_guard_reads_flags_without_waiting_up_to_max_lag() -> None:
+    """On CUDA a step's flag is read once its copy has landed, waited for only when more than
+    ``max_lag`` steps are in flight, and all of them before validation or a checkpoint."""
+    guard = NonFiniteLossGuard(deferred=True, max_lag=2)
+    events = [_InFlight() for _ in range(4)]
+
+    def check(step: int, flag: float) -> _PendingCheck:
+        return _PendingCheck(torch.tensor(flag), events[step], torch.tensor(0.0), (step, 0, step))
+
+    guard._pending = [check(0, 0.0), check(1, 0.0), check(2, 0.0)]
+    guard.on_train_batch_start(None, None, {}, 3)  # three in flight: waits for the oldest only
+    assert [e.landed for e in events[:3]] == [True, False, False]
+    assert len(guard._pending) == 2
+    events[1].landed = True  # its copy landed meanwhile: read without waiting
+    guard.on_train_batch_start(None, None, {}, 4)
+    assert len(guard._pending) == 1 and not events[2].landed
+    guard._pending.append(check(3, 1.0))  # a bad step, still in flight
+    guard.on_train_batch_start(None, None, {}, 5)
+    assert len(guard._pending) == 2  # nothing waited for yet
+    with pytest.raises(NonFiniteLossError, match=r"global step 3, epoch 0, batch 3\b"):
+        guard.on_validation_start(None, None)  # validation waits for every step
+    assert guard._pending == []
 
 
 # ------------------------------------------------------------------------------ corrupt images

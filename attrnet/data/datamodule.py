@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
 from attrnet.data.batch_augment import eval_batch, train_batch
-from attrnet.data.dataset import AttributeImageDataset
+from attrnet.data.dataset import AttributeImageDataset, CachedBatchDataset, pass_batch
 from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.data.samplers import EpochShuffleSampler
@@ -163,14 +163,12 @@ class AttributeDataModule(L.LightningDataModule):
         targets = frame[self.attributes].to_numpy(np.float32)
         # identity class labels within the split: sorted person ids -> 0..n-1
         identities = np.unique(frame["person_id"].to_numpy(), return_inverse=True)[1]
+        options = dict(identities=identities, max_pixels=self.max_image_pixels)
+        paths = frame["path"].tolist()
+        if self.augment_on_device and self.cache_images:  # whole batches from the cache
+            return CachedBatchDataset(paths, targets, size, transform, **options)
         return AttributeImageDataset(
-            frame["path"].tolist(),
-            targets,
-            size,
-            transform,
-            cache=self.cache_images,
-            identities=identities,
-            max_pixels=self.max_image_pixels,
+            paths, targets, size, transform, cache=self.cache_images, **options
         )
 
     def image_loader(self, paths: list[str]) -> DataLoader:
@@ -193,12 +191,13 @@ class AttributeDataModule(L.LightningDataModule):
             shuffle=shuffle and sampler is None,
             sampler=sampler,
             drop_last=shuffle and len(dataset) > batch_size,
-            **self._loader_options(train=shuffle),
+            **self._loader_options(dataset, train=shuffle),
         )
 
-    def _loader_options(self, train: bool) -> dict[str, Any]:
+    def _loader_options(self, dataset: AttributeImageDataset, train: bool) -> dict[str, Any]:
         """Settings every loader shares; a training loader draws from its own generator."""
         return dict(
+            collate_fn=pass_batch if isinstance(dataset, CachedBatchDataset) else None,
             generator=self._loader_generator() if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -231,7 +230,9 @@ class AttributeDataModule(L.LightningDataModule):
             batch_size=self.batch_size,
         )
         return DataLoader(
-            self.train_set, batch_sampler=batch_sampler, **self._loader_options(train=True)
+            self.train_set,
+            batch_sampler=batch_sampler,
+            **self._loader_options(self.train_set, train=True),
         )
 
     def val_dataloader(self) -> DataLoader:

@@ -69,7 +69,7 @@ class AttributeModule(L.LightningModule):
         dropout: float = 0.0,
         pretrained: bool = False,
         weights_path: str | None = None,
-        activation_checkpointing: bool = False,
+        activation_checkpointing: bool | list[int] = False,
         zero_init_residual: bool = True,
         channels_last: bool = False,
         threshold: float = 0.5,
