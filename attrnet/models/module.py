@@ -22,7 +22,12 @@ from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
 from attrnet.models.identity import IdentityHead
 from attrnet.models.plots import attribute_bar_chart, prediction_grid
-from attrnet.optim import build_optimizer, build_scheduler, normalize_phase
+from attrnet.optim import (
+    build_optimizer,
+    build_scheduler,
+    normalize_phase,
+    upgrade_scheduler_state,
+)
 from attrnet.reid_losses import batch_hard_triplet_loss
 from attrnet.retrieval.distances import compute_distance
 from attrnet.retrieval.gather import gather_indexed
@@ -312,3 +317,8 @@ class AttributeModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.active_phase = int(checkpoint.get("optimizer_phase", 0))
+        phase = self.optimizer_phases[self.active_phase]
+        if "lr_schedulers" in checkpoint:
+            checkpoint["lr_schedulers"] = [
+                upgrade_scheduler_state(state, phase) for state in checkpoint["lr_schedulers"]
+            ]
