@@ -8,6 +8,7 @@ finds it too, so a run from the checkout root, which imports ``attrnet`` from th
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from tests.conftest import REPO
 
+NOT_SOURCE = (".git", ".venv", "build", "*.egg-info", "__pycache__", ".*_cache", "logs", "outputs")
 COMPOSE = """
 import attrnet, sys
 from hydra import compose, initialize_config_module
@@ -32,9 +34,13 @@ def test_pip_install_composes_configs_inside_and_outside_the_checkout(tmp_path: 
     # dependencies (and setuptools to build) come from this interpreter's site-packages: no
     # network; attrnet itself from `pip install .` into the fresh venv
     env = {**os.environ, "PYTHONPATH": sysconfig.get_paths()["purelib"]}
+    # `pip install .` from a copy: setuptools' build/ folder would keep stale modules in the repo
+    source = tmp_path / "source"
+    shutil.copytree(REPO, source, symlinks=True, ignore=shutil.ignore_patterns(*NOT_SOURCE))
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-        + ["--no-cache-dir", str(REPO)],
+        + ["--no-cache-dir", "."],
+        cwd=source,
         env=env,
         check=True,
     )
