@@ -21,8 +21,8 @@ from attrnet.attributes import (
     UPPER_COLOURS,
     encode,
 )
-from attrnet.data import synthetic_render
-from attrnet.data.synthetic import (
+from attrnet.synthetic import render as synthetic_render
+from attrnet.synthetic.market import (
     MANIFEST_NAME,
     REAL_TRAIN_COUNTS,
     REAL_TRAIN_FIELD_ORDER,

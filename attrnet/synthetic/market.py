@@ -40,7 +40,8 @@ from attrnet.attributes import (
     LOWER_COLOURS,
     UPPER_COLOURS,
 )
-from attrnet.data.synthetic_render import (
+from attrnet.io import atomic_open, atomic_write_text
+from attrnet.synthetic.render import (
     Camera,
     encode_jpeg,
     make_camera,
@@ -49,7 +50,6 @@ from attrnet.data.synthetic_render import (
     render_fragment,
     render_person,
 )
-from attrnet.io import atomic_open, atomic_write_text
 
 #: Bumped whenever the output of a given parameter set changes (it names cache folders).
 GENERATOR_VERSION = 1
