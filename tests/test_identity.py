@@ -18,7 +18,7 @@ from attrnet.cli.reid import evaluate
 from attrnet.cli.train import train
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.models.identity import IdentityHead
-from attrnet.reid_losses import batch_hard_triplet_loss
+from attrnet.models.reid_losses import batch_hard_triplet_loss
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]

@@ -17,18 +17,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
 from attrnet.data.splits import study_reid_protocol
-from attrnet.losses import WeightedBCEWithLogits, attribute_weights
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
 from attrnet.models.identity import IdentityHead
+from attrnet.models.losses import WeightedBCEWithLogits, attribute_weights
 from attrnet.models.plots import attribute_bar_chart, prediction_grid
+from attrnet.models.reid_losses import batch_hard_triplet_loss
 from attrnet.optim import (
     build_optimizer,
     build_scheduler,
     normalize_phase,
     upgrade_scheduler_state,
 )
-from attrnet.reid_losses import batch_hard_triplet_loss
 from attrnet.retrieval.distances import compute_distance
 from attrnet.retrieval.gather import gather_indexed
 from attrnet.retrieval.rank import evaluate_rank
