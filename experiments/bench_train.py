@@ -171,7 +171,7 @@ def train_run(spec: dict[str, Any]) -> dict[str, Any]:
         "precision": str(cfg.trainer.precision),
         "augment_on_device": datamodule.augment_on_device,
         "channels_last": bool(cfg.model.channels_last),
-        "activation_checkpointing": bool(cfg.model.activation_checkpointing),
+        "activation_checkpointing": bool(cfg.model.net.activation_checkpointing),
         "batch_size": batch,
         "device": torch.cuda.get_device_name() if on_gpu else "cpu",
         "timed_steps": timer.end_step - timer.start_step,

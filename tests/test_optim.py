@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 from attrnet.optim import (
     build_optimizer,
@@ -184,7 +185,7 @@ def test_fused_kernels_by_default_with_the_same_steps(name: str) -> None:
 
 def test_fp16_gradient_clipping_gets_unfused_steps() -> None:
     """Lightning refuses gradient clipping under fp16 AMP with a fused optimizer."""
-    module = AttributeModule(["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    module = AttributeModule(AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
     for precision, clip, fused in [
         ("16-mixed", 1.0, False),
         ("16-mixed", None, True),
@@ -200,8 +201,9 @@ def test_checkpoints_with_the_old_lambda_schedule_resume_on_the_same_rates() -> 
     """A checkpoint written when the schedule was a ``LambdaLR`` (its state built here as the
     old code did) resumes at the same epoch of the same schedule."""
     settings = {"optimizer": "sgd", "epochs": 6, "lr": 0.1, "warmup_epochs": 2}
+    phases = [{**settings, "schedule": "cosine"}]
     module = AttributeModule(
-        ["hat", "bag"], [0.5, 0.5], optimizer_phases=[{**settings, "schedule": "cosine"}]
+        AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], optimizer_phases=phases
     )
     phase = module.optimizer_phases[0]
     old_optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], phase)

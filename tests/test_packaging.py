@@ -23,7 +23,7 @@ import attrnet, sys
 from hydra import compose, initialize_config_module
 with initialize_config_module("attrnet.conf", version_base="1.3"):
     cfg = compose("train", overrides=["model=resnet50_attention", "trainer=gpu_4gb"])
-print(attrnet.__file__, cfg.model.attention, cfg.trainer.precision, cfg.data.source._target_)
+print(attrnet.__file__, cfg.model.net.attention, cfg.trainer.precision, cfg.data.source._target_)
 """
 
 
