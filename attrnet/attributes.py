@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from attrnet.data.errors import DataError
+from attrnet.errors import DataError
 
 AGE_FIELD = "age"
 AGE_BINS = ("young", "teenager", "adult", "old")

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from attrnet.data.samplers import derived_seed
 from attrnet.optim import phase_for_epoch
+from attrnet.seeding import derived_seed
 
 
 class OptimizerSwap(L.Callback):

@@ -8,12 +8,18 @@ phase's first epoch.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import (
+    ConstantLR,
+    CosineAnnealingLR,
+    LinearLR,
+    LRScheduler,
+    SequentialLR,
+    StepLR,
+)
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
 SCHEDULES = ("constant", "cosine", "step")
@@ -31,6 +37,8 @@ PHASE_DEFAULTS: dict[str, Any] = {
     "gamma": 0.1,
     "fused": True,
 }
+#: ``total_iters`` of a ``ConstantLR`` that never ends (a cosine schedule's floor).
+_FOREVER = 2**62
 #: Devices with fused (one kernel for all parameters) SGD, Adam and AdamW steps.
 FUSED_DEVICES = ("cpu", "cuda")
 
@@ -46,6 +54,8 @@ def normalize_phase(phase: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"optimizer phase {phase}: optimizer must be one of {OPTIMIZERS}")
     if merged["schedule"] not in SCHEDULES:
         raise ValueError(f"optimizer phase {phase}: schedule must be one of {SCHEDULES}")
+    if not 0 < merged["warmup_start_factor"] <= 1:
+        raise ValueError(f"optimizer phase {phase}: warmup_start_factor must be in (0, 1]")
     if int(merged.get("epochs", 0)) < 1:
         raise ValueError(f"optimizer phase {phase}: epochs must be a positive integer")
     merged.update(optimizer=name, epochs=int(merged["epochs"]), betas=tuple(merged["betas"]))
@@ -91,22 +101,40 @@ def build_optimizer(
     )
 
 
-def lr_factor(phase: dict[str, Any], epoch_in_phase: int) -> float:
-    """Learning-rate multiplier for the ``epoch_in_phase``-th epoch (0-based) of a phase."""
+def build_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> SequentialLR:
+    """The phase's epoch-wise schedule from its beginning, from ``torch.optim.lr_scheduler``:
+    ``LinearLR`` warm-up, then ``CosineAnnealingLR`` (held at its floor past the phase's end),
+    ``StepLR`` or a constant rate, chained by ``SequentialLR``."""
     warmup = phase["warmup_epochs"]
-    if epoch_in_phase < warmup:
-        start = phase["warmup_start_factor"]
-        return start + (1.0 - start) * epoch_in_phase / warmup
+    schedulers: list[LRScheduler] = []
+    if warmup > 0:
+        schedulers.append(
+            LinearLR(optimizer, phase["warmup_start_factor"], 1.0, total_iters=warmup)
+        )
     if phase["schedule"] == "cosine":
         span = max(phase["epochs"] - warmup, 1)
-        progress = min((epoch_in_phase - warmup) / span, 1.0)
         floor = phase["min_lr_factor"]
-        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
-    if phase["schedule"] == "step":
-        return phase["gamma"] ** ((epoch_in_phase - warmup) // phase["step_size"])
-    return 1.0
+        schedulers.append(CosineAnnealingLR(optimizer, span, eta_min=phase["lr"] * floor))
+        schedulers.append(ConstantLR(optimizer, floor, total_iters=_FOREVER))
+    elif phase["schedule"] == "step":
+        schedulers.append(StepLR(optimizer, phase["step_size"], phase["gamma"]))
+    else:
+        schedulers.append(ConstantLR(optimizer, 1.0, total_iters=0))
+    milestones = [warmup] if warmup > 0 else []
+    if phase["schedule"] == "cosine":
+        milestones.append(max(phase["epochs"], warmup + 1))
+    return SequentialLR(optimizer, schedulers, milestones)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> LambdaLR:
-    """An epoch-wise scheduler that starts the phase's schedule from its beginning."""
-    return LambdaLR(optimizer, lambda epoch: lr_factor(phase, epoch))
+def upgrade_scheduler_state(state: dict[str, Any], phase: dict[str, Any]) -> dict[str, Any]:
+    """A schedule state saved before the schedules came from ``torch.optim.lr_scheduler`` (a
+    ``LambdaLR``, with ``lr_lambdas``) as the state of ``build_scheduler`` at the same epoch, so
+    such checkpoints still resume; other states are returned as they are."""
+    if "lr_lambdas" not in state:
+        return state
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=phase["lr"])
+    scheduler = build_scheduler(optimizer, phase)
+    for _ in range(int(state["last_epoch"])):
+        optimizer.step()
+        scheduler.step()
+    return scheduler.state_dict()

@@ -14,7 +14,7 @@ from attrnet.attributes import (
     decode,
     validate_annotations,
 )
-from attrnet.data.errors import DataError
+from attrnet.errors import DataError
 from attrnet.io import atomic_open
 
 #: Leading characters that make spreadsheet programs evaluate a cell as a formula.

@@ -212,7 +212,7 @@ def attrnet_run(spec: dict[str, Any]) -> dict[str, Any]:
         "precision": str(cfg.trainer.precision),
         "augment_on_device": datamodule.augment_on_device,
         "channels_last": bool(cfg.model.channels_last),
-        "activation_checkpointing": OmegaConf.to_container(cfg.model, resolve=True)[
+        "activation_checkpointing": OmegaConf.to_container(cfg.model.net, resolve=True)[
             "activation_checkpointing"
         ],
         "batch_size": batch,
@@ -243,7 +243,7 @@ def reference_run(spec: dict[str, Any]) -> dict[str, Any]:
         settings = LoopSettings(
             batch_size=datamodule.batch_size,
             num_outputs=len(datamodule.attributes),
-            attention=bool(cfg.model.attention),
+            attention=bool(cfg.model.net.attention),
             precision=str(cfg.trainer.precision),
             channels_last=bool(cfg.model.channels_last),
             warmup=spec["warmup_steps"],

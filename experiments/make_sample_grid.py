@@ -12,7 +12,7 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from attrnet.data.synthetic import generate_synthetic_market, save_sample_grid
+from attrnet.synthetic import generate_synthetic_market, save_sample_grid
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "figures" / "synthetic_samples.png"
 

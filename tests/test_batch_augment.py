@@ -342,6 +342,7 @@ def test_trainer_fit_with_augment_on_device(tmp_path: Path) -> None:
     assert datamodule.train_set[0]["image"].dtype == torch.uint8
     model = instantiate(
         cfg.model,
+        net={"num_attributes": len(datamodule.attributes)},
         attribute_names=datamodule.attributes,
         positive_ratio=datamodule.positive_ratio,
         _convert_="all",

@@ -156,7 +156,7 @@ def test_optuna_search_runs_two_trials(tmp_path: Path) -> None:
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     values = [json.loads((sweep / r / "metrics.json").read_text())["summary"]["mA"] for r in "01"]
     assert best.best_value == pytest.approx(max(values))
-    assert set(best.best_params) >= {"optimizer.phases.0.lr", "loss", "model.attention"}
+    assert set(best.best_params) >= {"optimizer.phases.0.lr", "loss", "model.net.attention"}
     rows = _table(tmp_path / "results" / "mA_optuna.md")
     assert [r["run"] for r in rows] == ["0", "1"]
     assert "Optuna best value" in (tmp_path / "results" / "mA_optuna.md").read_text()

@@ -18,7 +18,7 @@ from attrnet.cli.reid import evaluate
 from attrnet.cli.train import train
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.models.identity import IdentityHead
-from attrnet.reid_losses import batch_hard_triplet_loss
+from attrnet.models.reid_losses import batch_hard_triplet_loss
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
@@ -183,7 +183,7 @@ def test_apr_training_logs_identity_losses_and_val_reid(apr_run) -> None:
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert any(k.startswith("identity_head.classifier") for k in checkpoint["state_dict"])
     hparams = checkpoint["hyper_parameters"]
-    assert hparams["num_identities"] == 7  # 10 synthetic ids - 3 validation ids
+    assert hparams["identity_head"]["num_identities"] == 7  # 10 synthetic ids - 3 validation ids
     assert hparams["id_loss_weight"] == hparams["triplet_loss_weight"] == 1.0
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from attrnet.losses import (
+from attrnet.models.losses import (
     RATIO_EPS,
     STRATEGIES,
     WeightedBCEWithLogits,

@@ -134,7 +134,7 @@ def test_missing_weights_error_says_what_to_do(tmp_path, monkeypatch):
         AttributeResNet50(num_attributes=3, pretrained=True)
     message = str(excinfo.value)
     assert str(tmp_path / "checkpoints" / IMAGENET_FILES[0]) in message
-    assert "model.weights_path=/path/to/resnet50.pth" in message
+    assert "model.net.weights_path=/path/to/resnet50.pth" in message
     assert DOWNLOAD_URL in message
     with pytest.raises(FileNotFoundError, match="does not exist"):
         load_imagenet_weights(torchvision.models.resnet50(), tmp_path / "nope.pth")

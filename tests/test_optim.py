@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 import torch
 
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 from attrnet.optim import (
     build_optimizer,
     build_scheduler,
-    lr_factor,
     normalize_phase,
     phase_for_epoch,
 )
@@ -31,12 +31,51 @@ def test_normalize_rejects_bad_phases() -> None:
         normalize_phase({"optimizer": "lamb", "epochs": 1})
     with pytest.raises(ValueError, match="unknown key"):
         normalize_phase({"optimizer": "sgd", "epochs": 1, "lrr": 0.1})
+    with pytest.raises(ValueError, match="warmup_start_factor must be in"):
+        normalize_phase({"optimizer": "sgd", "epochs": 1, "warmup_start_factor": 0.0})
     with pytest.raises(ValueError, match="epochs must be a positive integer"):
         normalize_phase({"optimizer": "sgd", "epochs": 0})
 
 
-def test_schedules_by_hand() -> None:
-    cosine = normalize_phase(
+def _expected_factor(phase: dict, epoch: int) -> float:
+    """The schedules' formulas, written out independently of torch's schedulers."""
+    warmup = phase["warmup_epochs"]
+    if epoch < warmup:
+        start = phase["warmup_start_factor"]
+        return start + (1.0 - start) * epoch / warmup
+    if phase["schedule"] == "cosine":
+        progress = min((epoch - warmup) / max(phase["epochs"] - warmup, 1), 1.0)
+        floor = phase["min_lr_factor"]
+        return floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    if phase["schedule"] == "step":
+        return phase["gamma"] ** ((epoch - warmup) // phase["step_size"])
+    return 1.0
+
+
+def _scheduled_rates(phase: dict, epochs: int) -> list[float]:
+    """The learning rate of each epoch under ``build_scheduler`` (stepped once per epoch)."""
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(2))], phase)
+    scheduler = build_scheduler(optimizer, phase)
+    rates = []
+    for _ in range(epochs):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return rates
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {
+            "optimizer": "adamw",
+            "epochs": 8,
+            "lr": 1.5e-3,
+            "schedule": "cosine",
+            "min_lr_factor": 0.1,
+        },
+        {"optimizer": "sgd", "epochs": 1, "lr": 1e-3, "schedule": "cosine"},
+        {"optimizer": "adamw", "epochs": 100, "lr": 1e-3, "warmup_epochs": 2, "schedule": "cosine"},
         {
             "optimizer": "adamw",
             "epochs": 5,
@@ -44,15 +83,58 @@ def test_schedules_by_hand() -> None:
             "warmup_start_factor": 0.2,
             "schedule": "cosine",
             "min_lr_factor": 0.0,
+        },
+        {
+            "optimizer": "adam",
+            "epochs": 120,
+            "lr": 3.5e-4,
+            "warmup_epochs": 10,
+            "schedule": "step",
+            "step_size": 30,
+            "gamma": 0.1,
+        },
+        {"optimizer": "sgd", "epochs": 9, "schedule": "step", "step_size": 3, "gamma": 0.5},
+        {"optimizer": "sgd", "epochs": 4, "warmup_epochs": 6},
+        {"optimizer": "sgd", "epochs": 3, "warmup_epochs": 5, "schedule": "cosine"},
+    ],
+)
+def test_schedules_follow_their_formulas(settings: dict) -> None:
+    """Every epoch's rate, also past the phase's end (a last phase trained longer than planned:
+    cosine holds its floor), matches the formula to rounding (torch's schedulers step
+    multiplicatively: a few ulps, never more)."""
+    phase = normalize_phase(settings)
+    epochs = phase["epochs"] + 12
+    expected = [phase["lr"] * _expected_factor(phase, e) for e in range(epochs)]
+    assert _scheduled_rates(phase, epochs) == pytest.approx(expected, rel=1e-13, abs=0)
+
+
+def test_schedules_by_hand() -> None:
+    cosine = normalize_phase(
+        {
+            "optimizer": "adamw",
+            "epochs": 5,
+            "lr": 1.0,
+            "warmup_epochs": 1,
+            "warmup_start_factor": 0.2,
+            "schedule": "cosine",
+            "min_lr_factor": 0.0,
         }
     )
-    assert lr_factor(cosine, 0) == pytest.approx(0.2)
-    assert lr_factor(cosine, 1) == pytest.approx(1.0)
-    assert lr_factor(cosine, 3) == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    rates = _scheduled_rates(cosine, 7)
+    assert rates[:2] == pytest.approx([0.2, 1.0])
+    assert rates[3] == pytest.approx(0.5 * (1 + math.cos(math.pi * 2 / 4)))
+    assert rates[5:] == [0.0, 0.0]
     step = normalize_phase(
-        {"optimizer": "sgd", "epochs": 9, "schedule": "step", "step_size": 3, "gamma": 0.5}
+        {
+            "optimizer": "sgd",
+            "epochs": 9,
+            "lr": 1.0,
+            "schedule": "step",
+            "step_size": 3,
+            "gamma": 0.5,
+        }
     )
-    assert [lr_factor(step, e) for e in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
+    assert [_scheduled_rates(step, 7)[e] for e in (0, 2, 3, 6)] == [1.0, 1.0, 0.5, 0.25]
 
 
 def test_built_optimizers_and_scheduler() -> None:
@@ -103,7 +185,7 @@ def test_fused_kernels_by_default_with_the_same_steps(name: str) -> None:
 
 def test_fp16_gradient_clipping_gets_unfused_steps() -> None:
     """Lightning refuses gradient clipping under fp16 AMP with a fused optimizer."""
-    module = AttributeModule(["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    module = AttributeModule(AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
     for precision, clip, fused in [
         ("16-mixed", 1.0, False),
         ("16-mixed", None, True),
@@ -113,3 +195,32 @@ def test_fp16_gradient_clipping_gets_unfused_steps() -> None:
         module._trainer = SimpleNamespace(precision=precision, gradient_clip_val=clip)
         optimizer = module.configure_optimizers()["optimizer"]
         assert bool(optimizer.defaults["fused"]) is fused, (precision, clip)
+
+
+def test_checkpoints_with_the_old_lambda_schedule_resume_on_the_same_rates() -> None:
+    """A checkpoint written when the schedule was a ``LambdaLR`` (its state built here as the
+    old code did) resumes at the same epoch of the same schedule."""
+    settings = {"optimizer": "sgd", "epochs": 6, "lr": 0.1, "warmup_epochs": 2}
+    phases = [{**settings, "schedule": "cosine"}]
+    module = AttributeModule(
+        AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], optimizer_phases=phases
+    )
+    phase = module.optimizer_phases[0]
+    old_optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], phase)
+    old = torch.optim.lr_scheduler.LambdaLR(old_optimizer, lambda e: _expected_factor(phase, e))
+    for _ in range(3):
+        old_optimizer.step()
+        old.step()
+    checkpoint = {"optimizer_phase": 0, "lr_schedulers": [old.state_dict()]}
+    module.on_load_checkpoint(checkpoint)
+    optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], phase)
+    scheduler = build_scheduler(optimizer, phase)
+    optimizer.load_state_dict(old_optimizer.state_dict())  # in Lightning's order
+    scheduler.load_state_dict(checkpoint["lr_schedulers"][0])
+    rates = []
+    for _ in range(3):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    expected = [0.1 * _expected_factor(phase, e) for e in (3, 4, 5)]
+    assert rates == pytest.approx(expected, rel=1e-13, abs=0)

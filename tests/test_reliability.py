@@ -38,6 +38,7 @@ from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.transforms import eval_transform
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 from tests.faults import PoisonBatch
 from tests.helpers import TINY_OVERRIDES, compose_config
@@ -205,7 +206,7 @@ class Payload:
 
 def _module_checkpoint(path: Path, **extra: object) -> Path:
     """A checkpoint of a real AttributeModule as Lightning lays it out, plus ``extra`` entries."""
-    module = AttributeModule(["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    module = AttributeModule(AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
     checkpoint = {
         "state_dict": module.state_dict(),
         "hyper_parameters": dict(module.hparams),

@@ -21,21 +21,24 @@ from attrnet.attributes import (
     UPPER_COLOURS,
     encode,
 )
-from attrnet.data import synthetic_render
-from attrnet.data.synthetic import (
-    MANIFEST_NAME,
-    REAL_TRAIN_COUNTS,
-    REAL_TRAIN_FIELD_ORDER,
-    REAL_TRAIN_POSITIVES,
-    REAL_TRAIN_SIZE,
+from attrnet.synthetic import (
     SyntheticParams,
     default_cache_dir,
     ensure_synthetic_market,
     generate_synthetic_market,
-    network_counts,
-    sample_identity_attributes,
     save_sample_grid,
 )
+from attrnet.synthetic.camera import Shot, make_camera
+from attrnet.synthetic.identities import (
+    REAL_TRAIN_COUNTS,
+    REAL_TRAIN_POSITIVES,
+    REAL_TRAIN_SIZE,
+    network_counts,
+    sample_identity_attributes,
+)
+from attrnet.synthetic.look import make_look
+from attrnet.synthetic.market import MANIFEST_NAME, REAL_TRAIN_FIELD_ORDER
+from attrnet.synthetic.render import render_person
 
 REAL_MAT = (
     Path(__file__).resolve().parents[2] / "shared" / "data" / "market1501_attribute"
@@ -185,12 +188,12 @@ def test_baked_figures_equal_the_real_file() -> None:
 def test_attributes_are_drawn() -> None:
     """Same identity and shot, only the upper colour / sleeve length changed: pixels follow."""
     base = {name: 1 for name in ANNOTATION_FIELDS} | {"age": 2, "clothes": 2, "up": 2}
-    camera = synthetic_render.make_camera(np.random.default_rng(0), 128, 64)
-    shot = synthetic_render.Shot("front", 1, 0.9, 32.0, 126.0, 0.0, 10, 1.0, None)
+    camera = make_camera(np.random.default_rng(0), 128, 64)
+    shot = Shot("front", 1, 0.9, 32.0, 126.0, 0.0, 10, 1.0, None)
 
     def render(**changes: int) -> np.ndarray:
-        look = synthetic_render.make_look(base | changes, np.random.default_rng(1), 128)
-        return synthetic_render.render_person(look, shot, camera, np.random.default_rng(2), 64)
+        look = make_look(base | changes, np.random.default_rng(1), 128)
+        return render_person(look, shot, camera, np.random.default_rng(2), 64)
 
     red, blue = render(upred=2), render(upblue=2)
     chest = (slice(30, 50), slice(26, 38))

@@ -18,6 +18,7 @@ from attrnet.callbacks import OptimizerSwap
 from attrnet.cli.predict import predict
 from attrnet.cli.train import SUMMARY_METRICS, train
 from attrnet.data.splits import IdentitySplit
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 from attrnet.predictions import read_prediction_csv
 from tests.helpers import TINY_OVERRIDES, compose_config
@@ -115,7 +116,10 @@ def _fit(tmp_path: Path, max_epochs: int, ckpt_path: Path | None = None) -> Phas
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
     module = AttributeModule(
-        datamodule.attributes, datamodule.positive_ratio, optimizer_phases=PHASES
+        AttributeResNet50(len(datamodule.attributes)),
+        datamodule.attributes,
+        datamodule.positive_ratio,
+        optimizer_phases=PHASES,
     )
     probe = PhaseProbe()
     checkpoints = ModelCheckpoint(

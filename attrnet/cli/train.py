@@ -75,14 +75,17 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
     datamodule.prepare_data()
     datamodule.setup("fit")
     phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
+    sizes: dict[str, Any] = {"net": {"num_attributes": len(datamodule.attributes)}}
+    if cfg.model.get("identity_head") is not None:
+        sizes["identity_head"] = {"num_identities": datamodule.num_train_identities}
     model = instantiate(
         cfg.model,
+        **sizes,
         attribute_names=datamodule.attributes,
         positive_ratio=datamodule.positive_ratio,
         loss_strategy=cfg.loss.strategy,
         optimizer_phases=phases,
         image_size=list(datamodule.image_size),
-        num_identities=datamodule.num_train_identities,
         _convert_="all",
     )
     if cfg.get("init_from"):

@@ -1,5 +1,6 @@
-"""The error raised for bad dataset input; messages name the file, row or field and expectation."""
+"""``DataError`` for the data readers (defined in ``attrnet.errors``, which the attribute schema
+and the prediction tables also use without importing the data package)."""
 
+from attrnet.errors import DataError
 
-class DataError(ValueError):
-    """A dataset file or folder does not have the expected form."""
+__all__ = ["DataError"]

@@ -4,15 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 from torch.utils.data import RandomSampler
 
-
-def derived_seed(*keys: int) -> int:
-    """A 32-bit seed that depends only on ``keys`` (e.g. seed, epoch, rank), via NumPy's
-    ``SeedSequence``: nearby keys give unrelated streams."""
-    return int(np.random.SeedSequence(list(keys)).generate_state(1)[0])
+from attrnet.seeding import derived_seed
 
 
 class EpochShuffleSampler(RandomSampler):

@@ -21,7 +21,7 @@ from attrnet.data.readers import (
     read_generic_csv,
     read_market_attribute_mat,
 )
-from attrnet.data.synthetic import SyntheticParams, ensure_synthetic_market
+from attrnet.synthetic import SyntheticParams, ensure_synthetic_market
 
 
 @dataclass

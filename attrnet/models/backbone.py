@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from lightning.pytorch.core.mixins import HyperparametersMixin
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 from torchvision.models import resnet50
@@ -17,8 +18,10 @@ EMBEDDING_DIM = 2048
 STAGE_CHANNELS: tuple[int, ...] = (256, 512, 1024, 2048)
 
 
-class AttributeResNet50(nn.Module):
+class AttributeResNet50(nn.Module, HyperparametersMixin):
     """ResNet50 with ``num_attributes`` sigmoid logits, optionally with CBAM after some stages.
+
+    Its constructor arguments are kept in ``hparams``, so a checkpoint can rebuild it.
 
     Args:
         num_attributes: number of binary attributes A (taken from the data).
@@ -52,9 +55,10 @@ class AttributeResNet50(nn.Module):
         pretrained: bool = False,
         weights_path: str | Path | None = None,
         activation_checkpointing: bool | Sequence[int] = False,
-        zero_init_residual: bool = False,
+        zero_init_residual: bool = True,
     ) -> None:
         super().__init__()
+        self.save_hyperparameters(logger=False)
         if num_attributes < 1:
             raise ValueError(f"num_attributes must be positive, got {num_attributes}")
         if last_stride not in (1, 2):

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import torch
+from lightning.pytorch.core.mixins import HyperparametersMixin
 from torch import nn
 
 
-class IdentityHead(nn.Module):
+class IdentityHead(nn.Module, HyperparametersMixin):
     """Maps the pooled embedding to identity logits, through a BatchNorm "neck" if ``bnneck``.
 
     With BNNeck the triplet loss acts on the embedding before the BatchNorm and the
     cross-entropy after it; the normalised feature is the one used for retrieval. The neck's
-    shift is frozen at zero and the classifier has no bias, as in Bag of Tricks.
+    shift is frozen at zero and the classifier has no bias, as in Bag of Tricks. The
+    constructor arguments are kept in ``hparams``, so a checkpoint can rebuild it.
     """
 
     def __init__(self, embedding_dim: int, num_identities: int, bnneck: bool = True) -> None:
         super().__init__()
+        self.save_hyperparameters(logger=False)
         if num_identities < 2:
             raise ValueError(f"an identity head needs at least 2 identities, got {num_identities}")
         self.neck = nn.BatchNorm1d(embedding_dim) if bnneck else nn.Identity()

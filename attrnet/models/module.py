@@ -17,13 +17,18 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
 from attrnet.data.splits import study_reid_protocol
-from attrnet.losses import WeightedBCEWithLogits, attribute_weights
 from attrnet.metrics import AttributeMetrics
-from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.identity import IdentityHead
+from attrnet.models.losses import WeightedBCEWithLogits, attribute_weights
 from attrnet.models.plots import attribute_bar_chart, prediction_grid
-from attrnet.optim import build_optimizer, build_scheduler, normalize_phase
-from attrnet.reid_losses import batch_hard_triplet_loss
+from attrnet.models.reid_losses import batch_hard_triplet_loss
+from attrnet.optim import (
+    build_optimizer,
+    build_scheduler,
+    normalize_phase,
+    upgrade_scheduler_state,
+)
 from attrnet.retrieval.distances import compute_distance
 from attrnet.retrieval.gather import gather_indexed
 from attrnet.retrieval.rank import evaluate_rank
@@ -44,6 +49,11 @@ def _concat_rows(
 class AttributeModule(L.LightningModule):
     """Trains N sigmoid attribute outputs; N and the loss weights come from the data.
 
+    The network (``net``, an ``AttributeResNet50`` with N outputs) and the identity head are
+    injected (``conf/model``, ``conf/objective``); their constructor arguments are saved with
+    the module's hyper-parameters (``net``, ``identity_head``), so ``load_attribute_module``
+    rebuilds them from a checkpoint.
+
     ``image_size`` (height, width) records the training input size for prediction and re-ID.
     ``optimizer_phases`` is the optimizer plan (see ``attrnet.optim``); the ``OptimizerSwap``
     callback switches phases. ``active_phase`` is saved in checkpoints.
@@ -51,7 +61,9 @@ class AttributeModule(L.LightningModule):
     Identity branch (on when ``id_loss_weight`` or ``triplet_loss_weight`` is positive): the
     loss is ``attribute_loss_weight * BCE + id_loss_weight * CE + triplet_loss_weight * triplet``;
     the triplet loss acts on the pooled embedding, the cross-entropy (``label_smoothing``) on the
-    BNNeck feature, which is also the retrieval feature. Batches need an ``identity`` label
+    BNNeck feature, which is also the retrieval feature. The cross-entropy needs an
+    ``identity_head``, which is only kept when ``id_loss_weight`` is positive (triplet-only
+    training uses the embedding itself). Batches need an ``identity`` label
     (``data.sampler=identity`` gives P x K batches). Validation then also logs the study's re-ID
     protocol on the validation identities (``val/reid_rank1``, ``val/reid_mAP``).
     ``compile`` wraps the convolutional trunk in ``torch.compile``.
@@ -59,29 +71,21 @@ class AttributeModule(L.LightningModule):
 
     def __init__(
         self,
+        net: AttributeResNet50,
         attribute_names: list[str],
         positive_ratio: list[float],
+        identity_head: IdentityHead | None = None,
         loss_strategy: str = "inverse_frequency",
         optimizer_phases: list[dict[str, Any]] = DEFAULT_PHASES,
-        attention: bool = False,
-        attention_stages: list[int] = (4,),
-        last_stride: int = 2,
-        dropout: float = 0.0,
-        pretrained: bool = False,
-        weights_path: str | None = None,
-        activation_checkpointing: bool | list[int] = False,
-        zero_init_residual: bool = True,
         channels_last: bool = False,
         threshold: float = 0.5,
         num_logged_images: int = 16,
         image_size: list[int] = (256, 128),
-        num_identities: int = 0,
         attribute_loss_weight: float = 1.0,
         id_loss_weight: float = 0.0,
         triplet_loss_weight: float = 0.0,
         triplet_margin: float | None = 0.3,
         label_smoothing: float = 0.1,
-        bnneck: bool = True,
         compile: bool = False,
     ) -> None:
         super().__init__()
@@ -90,28 +94,27 @@ class AttributeModule(L.LightningModule):
                 f"positive_ratio has {len(positive_ratio)} values "
                 f"for {len(attribute_names)} attributes"
             )
-        self.save_hyperparameters()
+        if net.head.out_features != len(attribute_names):
+            raise ValueError(
+                f"the network has {net.head.out_features} outputs "
+                f"for {len(attribute_names)} attributes"
+            )
+        if id_loss_weight > 0 and identity_head is None:
+            raise ValueError("id_loss_weight > 0 needs an identity_head (model.identity_head)")
+        identity_head = identity_head if id_loss_weight > 0 else None
+        self.save_hyperparameters(ignore=["net", "identity_head"])
+        self.hparams["net"] = dict(net.hparams)
+        head = None if identity_head is None else dict(identity_head.hparams)
+        self.hparams["identity_head"] = head
         self.attribute_names = list(attribute_names)
-        self.net = AttributeResNet50(
-            num_attributes=len(attribute_names),
-            attention=attention,
-            attention_stages=list(attention_stages),
-            last_stride=last_stride,
-            dropout=dropout,
-            pretrained=pretrained,
-            weights_path=weights_path,
-            activation_checkpointing=activation_checkpointing,
-            zero_init_residual=zero_init_residual,
-        )
+        self.net = net
         self.channels_last = channels_last
         if channels_last:
             self.net = self.net.to(memory_format=torch.channels_last)
         if compile:  # the bound method is compiled; parameter names in checkpoints stay the same
             self.net.feature_map = torch.compile(self.net.feature_map)
         self.identity_branch = id_loss_weight > 0 or triplet_loss_weight > 0
-        self.identity_head = (
-            IdentityHead(EMBEDDING_DIM, num_identities, bnneck) if id_loss_weight > 0 else None
-        )
+        self.identity_head = identity_head
         pos_weight, neg_weight = attribute_weights(torch.tensor(positive_ratio), loss_strategy)
         self.criterion = WeightedBCEWithLogits(pos_weight, neg_weight)
         self.val_metrics = AttributeMetrics(self.attribute_names, threshold=threshold)
@@ -312,3 +315,8 @@ class AttributeModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.active_phase = int(checkpoint.get("optimizer_phase", 0))
+        phase = self.optimizer_phases[self.active_phase]
+        if "lr_schedulers" in checkpoint:
+            checkpoint["lr_schedulers"] = [
+                upgrade_scheduler_state(state, phase) for state in checkpoint["lr_schedulers"]
+            ]

@@ -32,7 +32,7 @@ def find_imagenet_weights(weights_path: str | Path | None = None) -> Path:
         path = Path(weights_path).expanduser()
         if not path.is_file():
             raise FileNotFoundError(
-                f"ImageNet weight file {path} (model.weights_path) does not exist.\n"
+                f"ImageNet weight file {path} (model.net.weights_path) does not exist.\n"
                 + _how_to_provide()
             )
         return path
@@ -52,8 +52,8 @@ def _how_to_provide() -> str:
     return (
         f"Download {DOWNLOAD_URL} on a machine with internet, then either\n"
         f"  - copy it to {cache / IMAGENET_FILES[0]} (torchvision's cache), or\n"
-        f"  - pass its location: model.weights_path=/path/to/resnet50.pth\n"
-        f"or train from random weights with model.pretrained=false."
+        f"  - pass its location: model.net.weights_path=/path/to/resnet50.pth\n"
+        f"or train from random weights with model.net.pretrained=false."
     )
 
 

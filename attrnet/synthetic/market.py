@@ -5,8 +5,8 @@ generated one that has real signal:
 
 - identity attribute vectors are sampled from a small Bayesian network whose conditional
   tables are the counts of the real Market-1501 train split (``market_attribute.mat``, 751
-  identities), baked in below because the real file is not redistributable;
-- the attributes are drawn into the pixels (see ``synthetic_render``), with per-identity
+  identities), baked into ``identities`` because the real file is not redistributable;
+- the attributes are drawn into the pixels (see ``render``), with per-identity
   details and per-camera conditions so re-ID is harder than reading attributes;
 - the output uses the real layout (``bounding_box_train/``, ``bounding_box_test/``,
   ``query/`` with Market file names, junk ``-1`` and distractors ``0000``, a
@@ -19,11 +19,10 @@ generated one that has real signal:
 from __future__ import annotations
 
 import io
-import itertools
 import json
 import os
 import shutil
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -31,25 +30,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import scipy.io
-from PIL import Image, ImageDraw
 
-from attrnet.attributes import (
-    AGE_BINS,
-    AGE_FIELD,
-    ANNOTATION_FIELDS,
-    LOWER_COLOURS,
-    UPPER_COLOURS,
-)
-from attrnet.data.synthetic_render import (
-    Camera,
-    encode_jpeg,
-    make_camera,
-    make_look,
-    make_tracklet,
-    render_fragment,
-    render_person,
-)
+from attrnet.attributes import ANNOTATION_FIELDS
 from attrnet.io import atomic_open, atomic_write_text
+from attrnet.synthetic.camera import Camera, make_camera, make_tracklet
+from attrnet.synthetic.identities import sample_identity_attributes
+from attrnet.synthetic.look import make_look
+from attrnet.synthetic.render import encode_jpeg, render_fragment, render_person
 
 #: Bumped whenever the output of a given parameter set changes (it names cache folders).
 GENERATOR_VERSION = 1
@@ -59,71 +46,6 @@ NUM_CAMERAS = 6
 JPEG_QUALITY = 90
 PARALLEL_MIN_IMAGES = 1000
 
-# ----------------------------------------------------------------------------- label statistics
-
-#: Nodes of the sampling network, in sampling order: (name, parents, number of states).
-#: Binary fields and age have state = code - 1; ``carry`` is none/backpack/bag/handbag (at most
-#: one of the three is marked in Market-1501); ``upcolour``/``downcolour`` index
-#: ``UPPER_COLOURS``/``LOWER_COLOURS`` with one extra last state for "no colour" (multicolor).
-NETWORK: tuple[tuple[str, tuple[str, ...], int], ...] = (
-    ("gender", (), 2),
-    ("age", ("gender",), 4),
-    ("clothes", ("gender",), 2),
-    ("hair", ("gender", "clothes"), 2),
-    ("down", ("clothes", "age"), 2),
-    ("up", ("gender",), 2),
-    ("hat", (), 2),
-    ("carry", ("gender", "age"), 4),
-    ("upcolour", ("gender",), len(UPPER_COLOURS) + 1),
-    ("downcolour", ("gender", "clothes"), len(LOWER_COLOURS) + 1),
-)
-CARRY_FIELDS = ("backpack", "bag", "handbag")
-
-#: Counts of each node's states per parent configuration in the real train split (751 ids).
-#: The parents' strongest links in the real labels are kept: dress only for women, long hair
-#: mostly women (426 of 431 men short-haired), short lower clothing mostly teenagers and
-#: dresses, bags carried by women, backpacks by teenagers, colours by gender and garment.
-REAL_TRAIN_COUNTS: dict[str, dict[tuple[int, ...], tuple[int, ...]]] = {
-    "gender": {(): (431, 320)},
-    "age": {(0,): (8, 315, 101, 7), (1,): (6, 254, 59, 1)},
-    "clothes": {(0,): (0, 431), (1,): (110, 210)},
-    "hair": {(0, 0): (0, 0), (0, 1): (426, 5), (1, 0): (19, 91), (1, 1): (61, 149)},
-    "down": {
-        (0, 0): (0, 4), (0, 1): (12, 74), (0, 2): (2, 17), (0, 3): (1, 0),
-        (1, 0): (3, 7), (1, 1): (157, 326), (1, 2): (112, 29), (1, 3): (7, 0),
-    },
-    "up": {(0,): (11, 420), (1,): (28, 292)},
-    "hat": {(): (731, 20)},
-    "carry": {
-        (0, 0): (8, 0, 0, 0), (0, 1): (135, 122, 33, 25),
-        (0, 2): (48, 6, 29, 18), (0, 3): (6, 0, 1, 0),
-        (1, 0): (6, 0, 0, 0), (1, 1): (62, 69, 99, 24),
-        (1, 2): (16, 2, 23, 18), (1, 3): (0, 0, 0, 1),
-    },
-    "upcolour": {
-        (0,): (69, 115, 38, 15, 23, 62, 35, 35, 39),
-        (1,): (44, 113, 40, 15, 13, 24, 11, 21, 39),
-    },
-    "downcolour": {
-        (0, 0): (0, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-        (0, 1): (185, 24, 2, 0, 0, 89, 68, 5, 46, 12),
-        (1, 0): (28, 22, 15, 0, 8, 8, 11, 5, 4, 9),
-        (1, 1): (80, 12, 12, 2, 2, 26, 44, 4, 19, 9),
-    },
-}
-
-#: Number of identities of the real train split, and its positives per target.
-REAL_TRAIN_SIZE = 751
-REAL_TRAIN_POSITIVES: dict[str, int] = {
-    "young": 14, "teenager": 569, "adult": 160, "old": 8,
-    "backpack": 199, "bag": 185, "handbag": 86, "clothes": 641, "down": 457, "up": 712,
-    "hair": 245, "hat": 20, "gender": 320,
-    "upblack": 113, "upwhite": 228, "upred": 78, "uppurple": 30, "upyellow": 36, "upgray": 86,
-    "upblue": 46, "upgreen": 56, "upmulticolor": 78,
-    "downblack": 293, "downwhite": 58, "downpink": 29, "downpurple": 2, "downyellow": 10,
-    "downgray": 123, "downblue": 123, "downgreen": 14, "downbrown": 69, "downmulticolor": 30,
-}
-
 #: Field order of the real file's ``train`` struct (its ``test`` struct uses
 #: ``ANNOTATION_FIELDS`` order); mirrored so readers are exercised on both orders.
 REAL_TRAIN_FIELD_ORDER: tuple[str, ...] = (
@@ -132,109 +54,6 @@ REAL_TRAIN_FIELD_ORDER: tuple[str, ...] = (
     "upgreen", "upgray", "uppurple", "upred", "upwhite", "upyellow", "clothes", "down", "up",
     "hair", "hat", "gender",
 )
-
-
-def _colour_state(fields: pd.DataFrame, colours: tuple[str, ...]) -> np.ndarray:
-    """Index of the marked colour per row, ``len(colours)`` where none is marked."""
-    marked = fields[list(colours)].to_numpy(dtype=int) == 2
-    return np.where(marked.any(axis=1), marked.argmax(axis=1), len(colours))
-
-
-def identity_states(fields: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Network node states (0-based) of annotated fields in 1/2 coding.
-
-    ``carry`` takes the last marked of backpack, bag, handbag (Market-1501 marks at most one).
-    """
-    states = {
-        name: fields[name].to_numpy(dtype=int) - 1
-        for name, _, _ in NETWORK if name in ANNOTATION_FIELDS
-    }
-    carry = np.zeros(len(fields), dtype=int)
-    for state, name in enumerate(CARRY_FIELDS, start=1):
-        carry[fields[name].to_numpy(dtype=int) == 2] = state
-    states["carry"] = carry
-    states["upcolour"] = _colour_state(fields, UPPER_COLOURS)
-    states["downcolour"] = _colour_state(fields, LOWER_COLOURS)
-    return states
-
-
-def _parent_rows(
-    parents: tuple[str, ...], states: Mapping[str, np.ndarray], count: int
-) -> Iterator[tuple[tuple[int, ...], np.ndarray]]:
-    """Every configuration of ``parents`` with the mask of rows of ``states`` that have it."""
-    sizes = {name: size for name, _, size in NETWORK}
-    for config in itertools.product(*(range(sizes[p]) for p in parents)):
-        rows = np.ones(count, dtype=bool)
-        for parent, value in zip(parents, config, strict=True):
-            rows &= states[parent] == value
-        yield config, rows
-
-
-def network_counts(fields: pd.DataFrame) -> dict[str, dict[tuple[int, ...], tuple[int, ...]]]:
-    """Per node, the counts of its states for every parent configuration (the baked table).
-
-    Used to derive ``REAL_TRAIN_COUNTS`` from the real file and to check it against it.
-    """
-    states = identity_states(fields)
-    return {
-        name: {
-            config: tuple(int(c) for c in np.bincount(states[name][rows], minlength=size))
-            for config, rows in _parent_rows(parents, states, len(fields))
-        }
-        for name, parents, size in NETWORK
-    }
-
-
-def _conditional(name: str, config: tuple[int, ...]) -> np.ndarray:
-    """P(node state | parent configuration) from the baked counts.
-
-    A configuration never seen in the real data (e.g. the lower colour of a man's dress, which
-    the network never samples) falls back to the node's pooled counts.
-    """
-    table = REAL_TRAIN_COUNTS[name]
-    counts = np.asarray(table[config], dtype=np.float64)
-    if counts.sum() == 0:
-        counts = np.sum([np.asarray(c, dtype=np.float64) for c in table.values()], axis=0)
-    return counts / counts.sum()
-
-
-def _states_to_fields(states: Mapping[str, np.ndarray]) -> pd.DataFrame:
-    """The 27 annotated fields (1/2 coding, age 1..4, uint8) of sampled node states."""
-    fields = {name: states[name] + 1 for name, _, _ in NETWORK if name in ANNOTATION_FIELDS}
-    for state, name in enumerate(CARRY_FIELDS, start=1):
-        fields[name] = np.where(states["carry"] == state, 2, 1)
-    for group, colours in (("upcolour", UPPER_COLOURS), ("downcolour", LOWER_COLOURS)):
-        for index, name in enumerate(colours):
-            fields[name] = np.where(states[group] == index, 2, 1)
-    return pd.DataFrame({name: fields[name] for name in ANNOTATION_FIELDS}).astype(np.uint8)
-
-
-def _systematic(probabilities: np.ndarray, count: int, rng: np.random.Generator) -> np.ndarray:
-    """``count`` states whose frequencies match ``probabilities`` as closely as counts allow.
-
-    Systematic sampling (evenly spaced points with one random offset through the cumulative
-    distribution) and a shuffle: unlike independent draws, even a split of 200 identities
-    shows the real rates up to rounding, and rare states still appear by chance.
-    """
-    points = (rng.random() + np.arange(count)) / count
-    states = np.searchsorted(np.cumsum(probabilities), points, side="right")
-    return rng.permutation(np.minimum(states, len(probabilities) - 1))
-
-
-def sample_identity_attributes(count: int, rng: np.random.Generator) -> pd.DataFrame:
-    """Draw ``count`` identities' 27 annotated fields following the real label statistics.
-
-    Nodes are drawn in ``NETWORK`` order, within each configuration of the already drawn
-    parents from the baked conditional, so the marginals and the kept co-occurrences match
-    the real train split.
-    """
-    states: dict[str, np.ndarray] = {}
-    for name, parents, _ in NETWORK:
-        drawn = np.zeros(count, dtype=np.int64)
-        for config, rows in _parent_rows(parents, states, count):
-            drawn[rows] = _systematic(_conditional(name, config), int(rows.sum()), rng)
-        states[name] = drawn
-    return _states_to_fields(states)
 
 
 # ----------------------------------------------------------------------------- layout
@@ -524,7 +343,7 @@ def default_cache_dir() -> Path:
 def _manifest(params: SyntheticParams, root: Path) -> dict:
     """Record of a complete generation: parameters, version and image counts per folder."""
     counts = {f: len(list((root / f).glob("*.jpg"))) for f in (TRAIN_DIR, TEST_DIR, QUERY_DIR)}
-    return {"generator": "attrnet.data.synthetic", "version": GENERATOR_VERSION,
+    return {"generator": "attrnet.synthetic", "version": GENERATOR_VERSION,
             "params": asdict(params), "images": counts}
 
 
@@ -565,79 +384,3 @@ def ensure_synthetic_market(
     atomic_write_text(target / MANIFEST_NAME, manifest + "\n")
     return target
 
-
-# ----------------------------------------------------------------------------- sample grid
-
-
-def describe(fields: Mapping[str, int]) -> list[str]:
-    """Short human-readable attribute lines of one identity (for figures)."""
-    age = AGE_BINS[int(fields[AGE_FIELD]) - 1]
-    upper = next((c[2:] for c in UPPER_COLOURS if int(fields[c]) == 2), "multicolour")
-    lower = next((c[4:] for c in LOWER_COLOURS if int(fields[c]) == 2), "multicolour")
-    garment = "dress" if int(fields["clothes"]) == 1 else "pants"
-    carried = [f for f in (*CARRY_FIELDS, "hat") if int(fields[f]) == 2]
-    return [
-        f"{'female' if int(fields['gender']) == 2 else 'male'}, {age}",
-        f"{'long' if int(fields['hair']) == 2 else 'short'} hair",
-        f"{upper} {'short' if int(fields['up']) == 2 else 'long'} sleeves",
-        f"{lower} {'short' if int(fields['down']) == 2 else 'long'} {garment}",
-        ", ".join(carried) if carried else "-",
-    ]
-
-
-def _diverse_ids(table: pd.DataFrame, count: int) -> list[int]:
-    """Greedily pick identities that together show as many distinct attribute values as can."""
-    values = {int(pid): {(f, int(row[f])) for f in ANNOTATION_FIELDS}
-              for pid, row in table.iterrows()}
-    seen: set[tuple[str, int]] = set()
-    chosen: list[int] = []
-    for _ in range(min(count, len(values))):
-        best = max((p for p in values if p not in chosen), key=lambda p: len(values[p] - seen))
-        chosen.append(best)
-        seen |= values[best]
-    return chosen
-
-
-def _one_per_camera_first(files: list[Path], count: int) -> list[Path]:
-    """Up to ``count`` files, one per camera before any second image of a camera."""
-    firsts, rest, cameras = [], [], set()
-    for file in files:
-        camera = file.name.split("_")[1][:2]
-        (rest if camera in cameras else firsts).append(file)
-        cameras.add(camera)
-    return (firsts + rest)[:count]
-
-
-def _tile(file: Path, zoom: int) -> Image.Image:
-    """One crop, enlarged ``zoom`` times without smoothing."""
-    with Image.open(file) as crop:
-        return crop.convert("RGB").resize((crop.width * zoom, crop.height * zoom),
-                                          Image.NEAREST)
-
-
-def save_sample_grid(root: Path | str, path: Path | str, n: int = 8, per_id: int = 6) -> Path:
-    """Write a PNG grid: ``n`` train identities (rows), ``per_id`` images across cameras.
-
-    Identities are picked to cover many attribute values; each row ends with its labels.
-    """
-    root, path = Path(root), Path(path)
-    table = pd.read_csv(root / "annotations_train.csv").set_index("id")
-    files = sorted((root / TRAIN_DIR).glob("*.jpg"))
-    chosen = _diverse_ids(table, n)
-    zoom, gap, text_width = 2, 2, 150
-    tile_width, tile_height = _tile(files[0], zoom).size
-    step_x, step_y = tile_width + gap, tile_height + gap
-    grid = Image.new("RGB", (per_id * step_x + text_width, len(chosen) * step_y), "white")
-    draw = ImageDraw.Draw(grid)
-    for row, pid in enumerate(chosen):
-        own = [f for f in files if int(f.name[:4]) == pid]
-        for column, file in enumerate(_one_per_camera_first(own, per_id)):
-            grid.paste(_tile(file, zoom), (column * step_x, row * step_y))
-        lines = [f"id {pid:04d}", *describe(table.loc[pid].to_dict())]
-        draw.multiline_text((per_id * step_x + 6, row * step_y + 8), "\n".join(lines),
-                            fill="black", spacing=6)
-    buffer = io.BytesIO()
-    grid.save(buffer, format="PNG")
-    with atomic_open(path, "wb") as handle:
-        handle.write(buffer.getvalue())
-    return path
