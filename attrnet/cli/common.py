@@ -9,8 +9,9 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
-from attrnet.checkpoints import load_checkpoint
-from attrnet.models.module import AttributeModule
+from attrnet.inference.network import load_attribute_module
+
+__all__ = ["CONFIG_PATH", "compose_run_config", "format_table", "load_attribute_module"]
 
 #: Hydra finds the configs in the installed package (``attrnet.conf``, i.e. the repo's ``conf/``).
 CONFIG_PATH = "pkg://attrnet.conf"
@@ -31,20 +32,6 @@ def compose_run_config(
         cfg.paths.root_dir = str(root_dir if root_dir is not None else output_dir)
         cfg.paths.output_dir = str(output_dir)
     return cfg
-
-
-def load_attribute_module(checkpoint: str | Path, map_location: str = "cpu") -> AttributeModule:
-    """Load a trained ``AttributeModule`` safely (``weights_only=True``; no ImageNet reload).
-
-    The file is read by ``attrnet.checkpoints.load_checkpoint`` first, so a missing, corrupt or
-    code-carrying checkpoint fails with a ``CheckpointError`` naming it; Lightning then builds
-    the module from it.
-    """
-    path = Path(checkpoint)
-    load_checkpoint(path, map_location="cpu")
-    return AttributeModule.load_from_checkpoint(
-        path, map_location=map_location, weights_only=True, pretrained=False, compile=False
-    )
 
 
 def format_table(rows: dict[str, Any], digits: int = 4) -> str:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import hydra
 import lightning as L
+import pandas as pd
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
@@ -14,6 +15,8 @@ from attrnet.cli.common import CONFIG_PATH, load_attribute_module
 from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.market import list_images
 from attrnet.data.transforms import eval_transform
+from attrnet.inference.figure import predictions_figure, save_figure
+from attrnet.inference.images import image_inputs
 from attrnet.predictions import prediction_table, write_prediction_csv
 
 
@@ -39,6 +42,15 @@ def predict(cfg: DictConfig) -> Path:
     output = Path(cfg.output)
     write_prediction_csv(output, table)
     print(f"Wrote {len(table)} predictions to {output}")
+    if cfg.figure:
+        shown = paths[: cfg.figure_images]
+        names = module.attribute_names
+        frame = pd.DataFrame(probabilities[: len(shown)], index=shown, columns=names)
+        figure = predictions_figure(
+            image_inputs(shown, size), frame, module.hparams.threshold, cfg.figure_top_k
+        )
+        save_figure(figure, cfg.figure_path)
+        print(f"Drew the predictions of {len(shown)} images in {cfg.figure_path}")
     return output
 
 
