@@ -10,22 +10,23 @@
 
 Images: paths, PIL images, uint8 arrays or tensors, one or many (see
 ``attrnet.inference.images``). This module imports no torch; a checkpoint loads torch when
-opened, an ONNX file never does (``search`` uses the torch distance code).
+opened, an ONNX file never does (``search`` uses the torch distance code, ``show`` matplotlib).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
 
-from attrnet.inference.figure import predictions_figure
 from attrnet.inference.images import ImageInputs, image_inputs
 from attrnet.inference.info import ModelInfo
 from attrnet.predictions import decode_predictions
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 class Backend(Protocol):
@@ -143,6 +144,8 @@ class Model:
 
         >>> model.show(["a.jpg", "b.jpg"]).savefig("predictions.png")
         """
+        from attrnet.inference.figure import predictions_figure  # matplotlib
+
         inputs = self._inputs(images)
         table = pd.DataFrame(
             self._run(inputs, "probabilities"),
