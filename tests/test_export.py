@@ -18,6 +18,7 @@ import attrnet
 from attrnet.inference import export as export_module
 from attrnet.inference.export import ExportError, export_onnx
 from attrnet.inference.images import image_inputs
+from attrnet.inference.onnx_runtime import ModelFileError
 from tests.helpers import compose_config
 from tests.test_inference import SIZE, reference_outputs
 
@@ -118,6 +119,21 @@ def test_export_refuses_a_graph_that_differs(
         export_onnx(trained_run / "checkpoints" / "last.ckpt", output, num_samples=2)
     assert output.read_bytes() == b"previous export"
     assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+
+
+def test_foreign_onnx_files_are_refused(tmp_path: Path) -> None:
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Identity", ["x"], ["y"])],
+        "identity",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])],
+    )
+    onnx.save(onnx.helper.make_model(graph), tmp_path / "other.onnx")
+    with pytest.raises(ModelFileError, match="other.onnx: an ONNX model without attrnet metadata"):
+        attrnet.load(tmp_path / "other.onnx")
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        with pytest.raises(ModelFileError, match="lacks.*onnxruntime-gpu"):
+            attrnet.load(tmp_path / "other.onnx", device="cuda")
 
 
 def test_cli_rejects_unknown_format(trained_run: Path, tmp_path: Path) -> None:

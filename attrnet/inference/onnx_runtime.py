@@ -18,7 +18,7 @@ INPUT_NAME = "images"
 
 
 class ModelFileError(ValueError):
-    """A model file (checkpoint or ONNX) is missing, damaged, or not an attrnet model."""
+    """An ONNX file is missing, damaged, not an attrnet model, or cannot run as asked."""
 
 
 class OnnxModel:
@@ -39,6 +39,12 @@ class OnnxModel:
         if providers is None:
             wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
             providers = [p for p in wanted if p in available]
+        missing = [p for p in providers if p not in available]
+        if missing:
+            raise ModelFileError(
+                f"{self.label}: onnxruntime here lacks {missing} (it has {available}); for CUDA "
+                "install onnxruntime-gpu, or use device='cpu'"
+            )
         model = source if isinstance(source, bytes) else str(source)
         try:
             self.session = ort.InferenceSession(model, providers=list(providers))
