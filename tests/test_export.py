@@ -15,8 +15,9 @@ import onnxruntime as ort
 import pytest
 
 import attrnet
+from attrnet.cli.export import main as cli_main
 from attrnet.inference import export as export_module
-from attrnet.inference.export import ExportError, export_onnx
+from attrnet.inference.export import export_onnx
 from attrnet.inference.images import image_inputs
 from attrnet.inference.onnx_runtime import ModelFileError
 from tests.helpers import compose_config
@@ -101,10 +102,13 @@ def test_plain_model_predicts_from_onnx_without_torch(
 
 
 def test_export_refuses_a_graph_that_differs(
-    trained_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trained_run: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """A runtime whose embedding is off by 1e-3 (as a doubly normalised input would be): the
-    export fails with the differences, and the previous file stays as it was."""
+    """A runtime whose embedding is off by 1e-3 (as a doubly normalised input would be):
+    attrnet-export exits with status 1 naming the differences; the previous file stays."""
 
     class Skewed(export_module.OnnxModel):
         def run(self, images, outputs, batch_size=32):
@@ -113,12 +117,20 @@ def test_export_refuses_a_graph_that_differs(
             return values
 
     monkeypatch.setattr(export_module, "OnnxModel", Skewed)
+    monkeypatch.chdir(tmp_path)
     output = tmp_path / "model.onnx"
     output.write_bytes(b"previous export")
-    with pytest.raises(ExportError, match=r"not written: .* up to 0\.001 > tolerance 0\.0001"):
-        export_onnx(trained_run / "checkpoints" / "last.ckpt", output, num_samples=2)
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    argv = [f"ckpt_path={checkpoint}", "output=model.onnx", "num_samples=2", "hydra.run.dir=run"]
+    monkeypatch.setattr(sys, "argv", ["attrnet-export", *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main()
+    assert exit_info.value.code == 1
+    message = capsys.readouterr().err
+    assert "model.onnx: not written" in message and "up to 0.001 > tolerance 0.0001" in message
+    assert "embedding 0.001" in message
     assert output.read_bytes() == b"previous export"
-    assert [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "run"]
 
 
 def test_foreign_onnx_files_are_refused(tmp_path: Path) -> None:
