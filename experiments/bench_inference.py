@@ -71,8 +71,14 @@ def engines(module: AttributeModule, device: str) -> dict[str, Callable[[np.ndar
 
     def lightning(batch: np.ndarray) -> None:
         accelerator = "gpu" if device == "cuda" else "cpu"
-        run_module(module, torch.from_numpy(batch), OUTPUTS, batch_size=len(batch),
-                   accelerator=accelerator, info=info)
+        run_module(
+            module,
+            torch.from_numpy(batch),
+            OUTPUTS,
+            batch_size=len(batch),
+            accelerator=accelerator,
+            info=info,
+        )
 
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
     found = {"pytorch eager": eager, "pytorch trainer.predict (run_module)": lightning}
@@ -109,11 +115,17 @@ def main() -> None:
                     repeats = args.repeats if batch_size > 1 else 4 * args.repeats
                     times = timed(lambda c=call, b=batch: c(b), 2, repeats)
                     median = statistics.median(times)
-                    rows.append({
-                        "device": device, "engine": engine, "image_size": list(size),
-                        "batch": batch_size, "latency_ms": 1000 * median,
-                        "images_per_s": batch_size / median, "times_s": times,
-                    })
+                    rows.append(
+                        {
+                            "device": device,
+                            "engine": engine,
+                            "image_size": list(size),
+                            "batch": batch_size,
+                            "latency_ms": 1000 * median,
+                            "images_per_s": batch_size / median,
+                            "times_s": times,
+                        }
+                    )
                     print(f"{device} {engine} {size} batch {batch_size}: {1000 * median:.1f} ms")
     report = {
         "model": args.ckpt or f"ResNet50{' + CBAM' if args.attention else ''}, 32 attributes",
@@ -127,14 +139,18 @@ def main() -> None:
         "results": rows,
     }
     atomic_write_text(args.out, json.dumps(report, indent=2) + "\n")
-    print(f"\n{report['model']}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"onnxruntime {ort.__version__}; median of {args.repeats} (batch 1: {4 * args.repeats})")
+    print(
+        f"\n{report['model']}; torch {torch.__version__} ({torch.get_num_threads()} threads), "
+        f"onnxruntime {ort.__version__}; median of {args.repeats} (batch 1: {4 * args.repeats})"
+    )
     print("\n| device | input | engine | batch | latency (ms) | images/s |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         height, width = r["image_size"]
-        print(f"| {r['device']} | {height}x{width} | {r['engine']} | {r['batch']} "
-              f"| {r['latency_ms']:.1f} | {r['images_per_s']:.1f} |")
+        print(
+            f"| {r['device']} | {height}x{width} | {r['engine']} | {r['batch']} "
+            f"| {r['latency_ms']:.1f} | {r['images_per_s']:.1f} |"
+        )
     print(f"wrote {args.out}")
 
 
