@@ -26,19 +26,23 @@ def safe_cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_PREFIXES) else text
 
 
+def decode_predictions(
+    probabilities: np.ndarray, attribute_names: list[str], threshold: float = 0.5
+) -> pd.DataFrame:
+    """The study's 1/2 coding (age 1-4) for Market's 32 targets, else 0/1 per attribute."""
+    if list(attribute_names) == list(MARKET_TARGETS):
+        return decode(probabilities, threshold)[list(CLASSIFICATION_COLUMNS[1:])]
+    return pd.DataFrame(
+        (np.asarray(probabilities) >= threshold).astype(int), columns=list(attribute_names)
+    )
+
+
 def prediction_table(
     names: list[str], probabilities: np.ndarray, attribute_names: list[str], threshold: float = 0.5
 ) -> pd.DataFrame:
-    """One row per image: the study's 1/2 coding for Market's 32 targets, else 0/1 per attribute."""
-    ids = [safe_cell(name) for name in names]
-    if list(attribute_names) == list(MARKET_TARGETS):
-        table = decode(probabilities, threshold)
-        table.insert(0, "id", ids)
-        return table[list(CLASSIFICATION_COLUMNS)]
-    table = pd.DataFrame(
-        (np.asarray(probabilities) >= threshold).astype(int), columns=list(attribute_names)
-    )
-    table.insert(0, "id", ids)
+    """One row per image: ``id`` (the name, spreadsheet-safe), then :func:`decode_predictions`."""
+    table = decode_predictions(probabilities, attribute_names, threshold)
+    table.insert(0, "id", [safe_cell(name) for name in names])
     return table
 
 

@@ -57,3 +57,17 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
         train(compose_config("train", run, [*TINY_OVERRIDES, "trainer.accelerator=cpu"]))
     return run
+
+
+@pytest.fixture(scope="session")
+def identity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained attention model with an identity branch (``objective=apr``)."""
+    from attrnet.cli.train import train
+    from tests.helpers import TINY_OVERRIDES, compose_config
+
+    run = tmp_path_factory.mktemp("identity_run")
+    overrides = ["trainer.accelerator=cpu", "model=resnet50_attention", "objective=apr"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
+        train(compose_config("train", run, [*TINY_OVERRIDES, *overrides]))
+    return run

@@ -9,7 +9,9 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig, open_dict
 
-from attrnet.models.loading import load_attribute_module as load_attribute_module  # entry points
+from attrnet.models.loading import load_attribute_module
+
+__all__ = ["CONFIG_PATH", "compose_run_config", "format_table", "load_attribute_module"]
 
 #: Hydra finds the configs in the installed package (``attrnet.conf``, i.e. the repo's ``conf/``).
 CONFIG_PATH = "pkg://attrnet.conf"

@@ -5,15 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import hydra
-import lightning as L
-import torch
+import pandas as pd
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from attrnet.cli.common import CONFIG_PATH, load_attribute_module
-from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.market import list_images
-from attrnet.data.transforms import eval_transform
+from attrnet.inference.figure import predictions_figure, save_figure
+from attrnet.inference.images import image_inputs
+from attrnet.inference.network import run_module
 from attrnet.predictions import prediction_table, write_prediction_csv
 
 
@@ -22,23 +22,26 @@ def predict(cfg: DictConfig) -> Path:
     module = load_attribute_module(cfg.ckpt_path)
     paths = list_images(cfg.images_dir)
     size = tuple(module.hparams.image_size)
-    dataset = AttributeImageDataset([str(p) for p in paths], None, size, eval_transform())
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    trainer = L.Trainer(
-        accelerator=cfg.accelerator,
-        devices=1,
-        precision=cfg.precision,
-        logger=False,
-        enable_progress_bar=True,
-        enable_model_summary=False,
-    )
-    probabilities = torch.cat(trainer.predict(module, loader)).numpy()
+    images = image_inputs(paths, size)
+    loader = DataLoader(images, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    probabilities = run_module(
+        module, loader, accelerator=cfg.accelerator, precision=cfg.precision
+    )["probabilities"]
     table = prediction_table(
         [p.name for p in paths], probabilities, module.attribute_names, module.hparams.threshold
     )
     output = Path(cfg.output)
     write_prediction_csv(output, table)
     print(f"Wrote {len(table)} predictions to {output}")
+    if cfg.figure:
+        count = min(cfg.figure_images, len(paths))
+        frame = pd.DataFrame(
+            probabilities[:count], index=paths[:count], columns=module.attribute_names
+        )
+        shown = [images[i] for i in range(count)]
+        figure = predictions_figure(shown, frame, module.hparams.threshold, cfg.figure_top_k)
+        save_figure(figure, cfg.figure_path)
+        print(f"Drew the predictions of {count} images in {cfg.figure_path}")
     return output
 
 

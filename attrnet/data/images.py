@@ -5,17 +5,12 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
+from attrnet.data.decode import MAX_IMAGE_PIXELS, decode_rgb
 from attrnet.data.errors import DataError
 
-#: Default cap on an image's declared pixel count, checked before decoding. Pedestrian crops are
-#: tiny (Market-1501: 128x64 = 8192 pixels) and even full 8K camera frames (33 MP) pass, while a
-#: decompression bomb (a few KB declaring e.g. 100000x100000) is refused; at the cap one decoded
-#: RGB image takes 150 MB, which a few DataLoader workers can afford.
-MAX_IMAGE_PIXELS = 50_000_000
+__all__ = ["MAX_IMAGE_PIXELS", "find_unreadable", "read_image", "read_images"]
 
 
 def read_image(
@@ -25,26 +20,7 @@ def read_image(
 
     Images declaring more than ``max_pixels`` pixels are refused from their header, undecoded.
     """
-    height, width = size
-    try:
-        with Image.open(path) as image:
-            declared_width, declared_height = image.size
-            if declared_width * declared_height > max_pixels:
-                raise DataError(
-                    f"{path}: declared image size {declared_width}x{declared_height} "
-                    f"({declared_width * declared_height} pixels) exceeds the limit of "
-                    f"{max_pixels} pixels (data.max_image_pixels); refusing to decode it"
-                )
-            image = image.convert("RGB")
-            if image.size != (width, height):
-                image = image.resize((width, height), Image.Resampling.BILINEAR)
-            array = np.asarray(image, dtype=np.uint8)
-    except FileNotFoundError:
-        raise DataError(f"{path}: image file does not exist") from None
-    except Image.DecompressionBombError as error:
-        raise DataError(f"{path}: refusing a likely decompression bomb ({error})") from None
-    except (UnidentifiedImageError, OSError, SyntaxError) as error:
-        raise DataError(f"{path}: unreadable or truncated image ({error})") from None
+    array = decode_rgb(path, size, max_pixels)
     return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
 
 

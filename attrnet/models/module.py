@@ -17,6 +17,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
 from attrnet.data.splits import study_reid_protocol
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.identity import IdentityHead
@@ -123,6 +124,8 @@ class AttributeModule(L.LightningModule):
         self.last_val_metrics: dict[str, float] = {}
         self._example_batch: dict[str, torch.Tensor] | None = None
         self._val_identity: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        # the data pipeline's normalisation, saved in checkpoints for inference and export
+        self.normalization = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         return (
@@ -312,6 +315,7 @@ class AttributeModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["optimizer_phase"] = self.active_phase
+        checkpoint["normalization"] = self.normalization
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.active_phase = int(checkpoint.get("optimizer_phase", 0))
@@ -320,3 +324,5 @@ class AttributeModule(L.LightningModule):
             checkpoint["lr_schedulers"] = [
                 upgrade_scheduler_state(state, phase) for state in checkpoint["lr_schedulers"]
             ]
+        # checkpoints written before it was saved were all trained with ImageNet statistics
+        self.normalization = checkpoint.get("normalization", self.normalization)

@@ -1,0 +1,5 @@
+"""Using a trained model: the Python API (``attrnet.load``), ONNX export and onnxruntime inference.
+
+Importing this package (and ``attrnet.inference.api``) does not import torch: a model loaded
+from an ``.onnx`` file runs with numpy, Pillow, pandas and onnxruntime only.
+"""
