@@ -13,10 +13,13 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 import torch
-from torch.optim.lr_scheduler import LambdaLR
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+#: What the plateau schedule watches: lr x ``gamma`` after ``patience`` epochs without a lower
+#: validation loss (Rethinking_of_PAR's ReduceLROnPlateau recipe).
+PLATEAU_MONITOR = "val/loss"
 PHASE_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 5e-4,
@@ -29,6 +32,7 @@ PHASE_DEFAULTS: dict[str, Any] = {
     "min_lr_factor": 0.01,
     "step_size": 30,
     "gamma": 0.1,
+    "patience": 4,
     "fused": True,
 }
 #: Devices with fused (one kernel for all parameters) SGD, Adam and AdamW steps.
@@ -46,6 +50,8 @@ def normalize_phase(phase: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"optimizer phase {phase}: optimizer must be one of {OPTIMIZERS}")
     if merged["schedule"] not in SCHEDULES:
         raise ValueError(f"optimizer phase {phase}: schedule must be one of {SCHEDULES}")
+    if merged["schedule"] == "plateau" and merged["warmup_epochs"]:
+        raise ValueError(f"optimizer phase {phase}: the plateau schedule takes no warm-up")
     if int(merged.get("epochs", 0)) < 1:
         raise ValueError(f"optimizer phase {phase}: epochs must be a positive integer")
     merged.update(optimizer=name, epochs=int(merged["epochs"]), betas=tuple(merged["betas"]))
@@ -107,6 +113,20 @@ def lr_factor(phase: dict[str, Any], epoch_in_phase: int) -> float:
     return 1.0
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> LambdaLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, phase: dict[str, Any]
+) -> LambdaLR | ReduceLROnPlateau:
     """An epoch-wise scheduler that starts the phase's schedule from its beginning."""
+    if phase["schedule"] == "plateau":
+        factor, patience = phase["gamma"], phase["patience"]
+        return ReduceLROnPlateau(optimizer, "min", factor=factor, patience=patience)
     return LambdaLR(optimizer, lambda epoch: lr_factor(phase, epoch))
+
+
+def scheduler_config(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> dict[str, Any]:
+    """Lightning's ``lr_scheduler`` entry for a phase: stepped every epoch, and for the plateau
+    schedule on the validation loss."""
+    config: dict[str, Any] = {"scheduler": build_scheduler(optimizer, phase), "interval": "epoch"}
+    if phase["schedule"] == "plateau":
+        config["monitor"] = PLATEAU_MONITOR
+    return config

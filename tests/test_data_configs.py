@@ -17,10 +17,12 @@ from attrnet.cli import data as data_cli
 from attrnet.cli import reid as reid_cli
 from attrnet.cli import train as train_cli
 from attrnet.cli.common import load_attribute_module
+from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import eval_transform
 from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta
+from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "data").glob("[!_]*.yaml"))
@@ -170,3 +172,58 @@ def test_attrnet_data_summary_counts(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "train": 12, "val": 4, "test": 3
     }  # fmt: skip
     assert all(s["identities"] is None for s in summary["splits"].values())
+
+
+RECIPES = ("peta_baseline", "peta_swap", "pa100k_baseline", "pa100k_swap")
+CPU_RECIPE = [
+    "model.pretrained=false",  # no ImageNet weights here
+    "trainer.accelerator=cpu",
+    "trainer.precision=32-true",
+    "data.augment_on_device=false",
+    *[o for o in ONE_STEP if o.startswith("data.")],
+]
+
+
+@pytest.mark.parametrize("recipe", ["peta_baseline", "pa100k_swap"])
+def test_recipes_train_and_score_the_test_split(
+    recipe: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The published recipe (Adam, plateau on val loss, clipping) and the swap variant run end
+    to end at tiny size on the CPU: the plateau schedule steps on the logged val/loss."""
+    dataset = recipe.split("_")[0]
+    root = (write_peta if dataset == "peta" else write_pa100k)(tmp_path / "data")
+    epochs = ["optimizer.epochs=2"] if "baseline" in recipe else [
+        "optimizer.first_epochs=1", "optimizer.second_epochs=1"
+    ]  # fmt: skip
+    overrides = [f"experiment={recipe}", f"data.source.root={root}", *CPU_RECIPE, *epochs]
+    _run_script(train_cli.main, "attrnet-train", tmp_path / "run", overrides, monkeypatch)
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert set(metrics["test"]["summary"]) == set(metrics["summary"])
+    config = (tmp_path / "run" / ".hydra" / "config.yaml").read_text()
+    assert "gradient_clip_val: 10.0" in config and "image_size:\n  - 32\n  - 16" in config
+
+
+def test_recipes_compose_with_the_published_settings() -> None:
+    for recipe in RECIPES:
+        cfg = compose_config("train", "/tmp/unused", [f"experiment={recipe}"])
+        assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource"))
+        assert cfg.model.pretrained and list(cfg.data.image_size) == [256, 192]
+        assert cfg.data.batch_size == 64 and cfg.loss.strategy == "deepmar"
+        phases = cfg.optimizer.phases
+        assert sum(p.epochs for p in phases) == 30 and cfg.trainer.gradient_clip_val == 10.0
+        if recipe.endswith("baseline"):
+            (phase,) = phases
+            assert (phase.optimizer, phase.lr, phase.weight_decay) == ("adam", 1e-4, 5e-4)
+            assert phase.schedule == "plateau"
+        else:
+            assert [p.optimizer for p in phases] == ["adamw", "sgd"]
+
+
+def test_reid_refuses_data_without_identities(tmp_path: Path) -> None:
+    """PA-100K has no person ids: a reid step is refused before any training."""
+    root = write_pa100k(tmp_path / "data")
+    overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid={mode:val}"]
+    cfg = compose_config("train", tmp_path / "run", overrides)
+    with pytest.raises(DataError, match="the reid step needs person identities"):
+        train_cli.train(cfg)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -22,7 +22,7 @@ from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
 from attrnet.models.identity import IdentityHead
 from attrnet.models.plots import attribute_bar_chart, prediction_grid
-from attrnet.optim import build_optimizer, build_scheduler, normalize_phase
+from attrnet.optim import build_optimizer, normalize_phase, scheduler_config
 from attrnet.reid_losses import batch_hard_triplet_loss
 from attrnet.retrieval.distances import compute_distance
 from attrnet.retrieval.gather import gather_indexed
@@ -270,11 +270,7 @@ class AttributeModule(L.LightningModule):
         if self._clips_fp16_gradients():
             phase = {**phase, "fused": False}
         optimizer = build_optimizer(self.parameters(), phase)
-        scheduler = build_scheduler(optimizer, phase)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(optimizer, phase)}
 
     def _clips_fp16_gradients(self) -> bool:
         """fp16 AMP with gradient clipping: Lightning unscales the gradients before clipping,
