@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from attrnet.cli import data as data_cli
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.errors import DataError
 from attrnet.data.pa100k import Pa100kSource, read_pa100k_annotations
@@ -62,10 +65,25 @@ def _check_against_independent_count(root: Path) -> pd.DataFrame:
     return frame
 
 
-def test_peta_sample_counts_equal_an_independent_count_of_label_txt() -> None:
+def test_peta_sample_counts_equal_an_independent_count_of_label_txt(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     if not PETA_SAMPLE.is_dir():
         pytest.skip("../shared/data/peta_sample is absent")
     frame = _check_against_independent_count(PETA_SAMPLE)
+    # attrnet-data on the sample: the 35 evaluation attributes, split sizes in the 50/10/40
+    # proportions of 9,500 / 1,900 / 7,600, positives adding up to the independent count
+    overrides = ["data=peta", f"data.source.root={PETA_SAMPLE}", f"hydra.run.dir={tmp_path}"]
+    monkeypatch.setattr(sys, "argv", ["attrnet-data", *overrides])
+    data_cli.main()
+    summary = json.loads((tmp_path / "dataset_summary.json").read_text())
+    assert summary["attributes"] == list(PETA_35)
+    assert summary["skipped"] == {"images_without_labels": 0, "labels_without_images": 0}
+    splits = summary["splits"]
+    assert [splits[s]["images"] for s in ("train", "val", "test")] == [924, 185, 738]
+    _, positives, _, _ = _independent_peta_count(PETA_SAMPLE)
+    for name in PETA_35:
+        assert sum(splits[s]["positives"][name] for s in splits) == positives[name]
     # the sample's README: 477 + 1,220 + 150 images; 120 + 72 + 150 ids, all with images
     sizes = {"i-LID": 477, "CAVIAR4REID": 1220, "CUHK": 150}
     assert frame["subset"].value_counts().to_dict() == sizes
