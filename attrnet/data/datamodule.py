@@ -21,7 +21,12 @@ from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.sources import DatasetTables, DataSource
-from attrnet.data.splits import STUDY_VAL_FRACTION, IdentitySplit, split_identities
+from attrnet.data.splits import (
+    ATTRIBUTE_SPLITS,
+    STUDY_VAL_FRACTION,
+    IdentitySplit,
+    split_identities,
+)
 from attrnet.data.transforms import eval_transform, train_transform
 from attrnet.io import atomic_open
 
@@ -103,27 +108,26 @@ class AttributeDataModule(L.LightningDataModule):
         labelled = self.tables.labelled
         if self.sampler == "identity":
             self.tables.require_identities("data.sampler=identity (identity losses)")
-        if (labelled["split"] == "val").any():  # the source's own validation set
+        role = labelled["split"].copy()  # train / val / test, "" for an unused image
+        if (role == "val").any():  # the source's own validation set
             if self.split_file:
                 raise ValueError(
                     f"data.split_file={self.split_file}: this data source defines its own "
                     "validation images (split 'val'); a saved identity split does not apply"
                 )
             self.split = None
-            is_train, is_val = labelled["split"] == "train", labelled["split"] == "val"
         else:
-            self.split = self._identity_split(labelled[labelled["split"] == "train"])
-            is_train = labelled["person_id"].isin(self.split.train_ids)
-            is_val = labelled["person_id"].isin(self.split.val_ids)
-            is_train, is_val = (m & (labelled["split"] == "train") for m in (is_train, is_val))
+            pool = role == "train"
+            self.split = self._identity_split(labelled[pool])
+            ids = labelled.loc[pool, "person_id"]
+            in_train = np.where(ids.isin(self.split.train_ids), "train", "")
+            role[pool] = np.where(ids.isin(self.split.val_ids), "val", in_train)
         if self.skip_bad_images:
-            readable = labelled["path"].isin(self._without_unreadable(labelled)["path"])
-            is_train, is_val = is_train & readable, is_val & readable
-        else:
-            readable = True
-        self.train_frame = labelled[is_train].reset_index(drop=True)
-        self.val_frame = labelled[is_val].reset_index(drop=True)
-        self.test_frame = labelled[(labelled["split"] == "test") & readable].reset_index(drop=True)
+            role[~labelled["path"].isin(self._without_unreadable(labelled)["path"])] = ""
+        labelled = labelled.assign(split=role)
+        self.train_frame, self.val_frame, self.test_frame = (
+            labelled[role == name].reset_index(drop=True) for name in ATTRIBUTE_SPLITS
+        )
         self.train_set = self._dataset(self.train_frame, train=True)
         self.val_set = self._dataset(self.val_frame, train=False)
 
@@ -180,11 +184,7 @@ class AttributeDataModule(L.LightningDataModule):
         defines the split: ``split.json``, else ``split.csv``."""
         assert self.tables is not None, "call setup() first"
         folder = Path(folder)
-        frames = [
-            self.train_frame.assign(split="train"),
-            self.val_frame.assign(split="val"),
-            self.test_frame,
-        ]
+        frames = [self.train_frame, self.val_frame, self.test_frame]
         table = pd.concat(frames)[["path", "person_id", "split"]]
         with atomic_open(folder / "split.csv", "w", encoding="utf-8", newline="") as handle:
             table.to_csv(handle, index=False)
