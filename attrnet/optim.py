@@ -17,12 +17,16 @@ from torch.optim.lr_scheduler import (
     CosineAnnealingLR,
     LinearLR,
     LRScheduler,
+    ReduceLROnPlateau,
     SequentialLR,
     StepLR,
 )
 
 OPTIMIZERS = ("sgd", "adamw", "adam")
-SCHEDULES = ("constant", "cosine", "step")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+#: What the plateau schedule watches: lr x ``gamma`` after ``patience`` epochs without a lower
+#: validation loss (Rethinking_of_PAR's ReduceLROnPlateau recipe).
+PLATEAU_MONITOR = "val/loss"
 PHASE_DEFAULTS: dict[str, Any] = {
     "lr": 1e-3,
     "weight_decay": 5e-4,
@@ -35,6 +39,7 @@ PHASE_DEFAULTS: dict[str, Any] = {
     "min_lr_factor": 0.01,
     "step_size": 30,
     "gamma": 0.1,
+    "patience": 4,
     "fused": True,
 }
 #: ``total_iters`` of a ``ConstantLR`` that never ends (a cosine schedule's floor).
@@ -56,6 +61,8 @@ def normalize_phase(phase: dict[str, Any]) -> dict[str, Any]:
         raise ValueError(f"optimizer phase {phase}: schedule must be one of {SCHEDULES}")
     if not 0 < merged["warmup_start_factor"] <= 1:
         raise ValueError(f"optimizer phase {phase}: warmup_start_factor must be in (0, 1]")
+    if merged["schedule"] == "plateau" and merged["warmup_epochs"]:
+        raise ValueError(f"optimizer phase {phase}: the plateau schedule takes no warm-up")
     if int(merged.get("epochs", 0)) < 1:
         raise ValueError(f"optimizer phase {phase}: epochs must be a positive integer")
     merged.update(optimizer=name, epochs=int(merged["epochs"]), betas=tuple(merged["betas"]))
@@ -101,10 +108,15 @@ def build_optimizer(
     )
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> SequentialLR:
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, phase: dict[str, Any]
+) -> SequentialLR | ReduceLROnPlateau:
     """The phase's epoch-wise schedule from its beginning, from ``torch.optim.lr_scheduler``:
     ``LinearLR`` warm-up, then ``CosineAnnealingLR`` (held at its floor past the phase's end),
-    ``StepLR`` or a constant rate, chained by ``SequentialLR``."""
+    ``StepLR`` or a constant rate, chained by ``SequentialLR``; or ``ReduceLROnPlateau``."""
+    if phase["schedule"] == "plateau":
+        factor, patience = phase["gamma"], phase["patience"]
+        return ReduceLROnPlateau(optimizer, "min", factor=factor, patience=patience)
     warmup = phase["warmup_epochs"]
     schedulers: list[LRScheduler] = []
     if warmup > 0:
@@ -138,3 +150,12 @@ def upgrade_scheduler_state(state: dict[str, Any], phase: dict[str, Any]) -> dic
         optimizer.step()
         scheduler.step()
     return scheduler.state_dict()
+
+
+def scheduler_config(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) -> dict[str, Any]:
+    """Lightning's ``lr_scheduler`` entry for a phase: stepped every epoch, and for the plateau
+    schedule on the validation loss."""
+    config: dict[str, Any] = {"scheduler": build_scheduler(optimizer, phase), "interval": "epoch"}
+    if phase["schedule"] == "plateau":
+        config["monitor"] = PLATEAU_MONITOR
+    return config

@@ -15,6 +15,7 @@ from attrnet.optim import (
     build_scheduler,
     normalize_phase,
     phase_for_epoch,
+    scheduler_config,
 )
 
 
@@ -159,6 +160,26 @@ def test_built_optimizers_and_scheduler() -> None:
         adamw.step()
         scheduler.step()
     assert rates == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_plateau_schedule_watches_the_validation_loss() -> None:
+    """lr x gamma once the loss has not improved for ``patience`` epochs (ReduceLROnPlateau)."""
+    params = [torch.nn.Parameter(torch.zeros(2))]
+    phase = normalize_phase(
+        {"optimizer": "adam", "epochs": 30, "lr": 1e-4, "schedule": "plateau", "patience": 2}
+    )
+    adam = build_optimizer(params, phase)
+    config = scheduler_config(adam, phase)
+    assert config["monitor"] == "val/loss" and config["interval"] == "epoch"
+    rates = []
+    for loss in (1.0, 0.9, 0.95, 0.95, 0.95, 0.95):
+        config["scheduler"].step(loss)
+        rates.append(adam.param_groups[0]["lr"])
+    assert rates == pytest.approx([1e-4, 1e-4, 1e-4, 1e-4, 1e-5, 1e-5])
+    with pytest.raises(ValueError, match="plateau schedule takes no warm-up"):
+        normalize_phase(
+            {"optimizer": "adam", "epochs": 3, "schedule": "plateau", "warmup_epochs": 1}
+        )
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])

@@ -42,6 +42,7 @@ from attrnet.retrieval import (
 )
 from attrnet.retrieval.features import extract_features
 from attrnet.retrieval.gather import gather_rows, rank_and_world_size, shard_indices
+from attrnet.retrieval.rank import UNKNOWN_CAMERA
 
 MODES = ("val", "market1501", "test")
 
@@ -76,6 +77,7 @@ class ReidRun:
         )
         self.datamodule.prepare_data()
         self.datamodule.setup("validate")
+        self.datamodule.tables.require_identities(f"attrnet-reid mode={cfg.mode}")
         if self.datamodule.attributes != self.module.attribute_names:
             raise DataError(
                 f"{cfg.ckpt_path}: the checkpoint predicts {len(self.module.attribute_names)} "
@@ -135,9 +137,12 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _run_split_file(checkpoint: Path) -> str:
-    """``split.json`` of the run folder that holds ``checkpoints/<file>.ckpt``."""
+def _run_split_file(checkpoint: Path) -> str | None:
+    """``split.json`` of the run folder that holds ``checkpoints/<file>.ckpt``; ``None`` when
+    the run's data defined its own validation images (``split.csv`` only)."""
     path = checkpoint.resolve().parent.parent / "split.json"
+    if not path.is_file() and path.with_suffix(".csv").is_file():
+        return None
     if not path.is_file():
         raise FileNotFoundError(
             f"{path}: no split.json beside the checkpoint's run folder; pass split_file=... "
@@ -315,7 +320,8 @@ def _ranked_list_pictures(
     for row in range(count):
         pid, cam = subset["person_id"].iloc[row], subset["camera_id"].iloc[row]
         if protocol == "market1501":
-            invalid = ((g_pids == pid) & (g_cams == cam)) | (g_pids == JUNK_ID)
+            same_camera = (g_cams == cam) & (cam != UNKNOWN_CAMERA)
+            invalid = ((g_pids == pid) & same_camera) | (g_pids == JUNK_ID)
             distmat[row, torch.as_tensor(invalid)] = float("inf")
         top = torch.argsort(distmat[row], stable=True)[:10].numpy()
         pictures.append(

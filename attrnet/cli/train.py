@@ -1,7 +1,9 @@
 """``attrnet-train``: compose the Hydra config, train, validate the best checkpoint, report.
 
-The run folder receives the composed config (Hydra), ``split.json``, TensorBoard and CSV logs,
-checkpoints (best + last) and ``metrics.json`` with every final validation metric.
+The run folder receives the composed config (Hydra), ``split.csv`` (+ ``split.json`` for an
+identity split), TensorBoard and CSV logs, checkpoints (best + last) and ``metrics.json`` with
+every final validation metric and, when the data has test images, the best checkpoint's test
+metrics (also logged once as ``test/*``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import Any
 
 import hydra
 import lightning as L
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
@@ -24,6 +27,7 @@ from attrnet.cli.common import CONFIG_PATH, format_table
 from attrnet.cli.reid import evaluate as evaluate_reid
 from attrnet.cli.reid import reid_config
 from attrnet.data.datamodule import AttributeDataModule
+from attrnet.evaluation import evaluate_attributes, log_final_metrics
 from attrnet.io import atomic_write_text
 from attrnet.metrics import per_attribute_table
 from attrnet.models.module import AttributeModule
@@ -118,6 +122,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
     # optional re-ID evaluation of the best checkpoint; its options are checked before training
     reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
+    if reid_cfg is not None:
+        datamodule.tables.require_identities("the reid step")
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
 
     checkpoint = next(
@@ -130,8 +136,13 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     metrics = dict(model.last_val_metrics)
+    test = None
+    if len(datamodule.test_frame):  # the held-out test images, scored once with the best weights
+        device = trainer.strategy.root_device
+        test = evaluate_attributes(model, datamodule, datamodule.test_frame, best, device)
+        log_final_metrics(trainer, test, "test")
     if trainer.is_global_zero:
-        _report(output_dir, metrics, datamodule.attributes, best)
+        _report(output_dir, metrics, datamodule.attributes, best, test)
     if reid_cfg is not None:
         if best is None:
             raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
@@ -141,15 +152,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _report(
-    output_dir: Path, metrics: dict[str, float], attributes: list[str], best: str | None
+    output_dir: Path,
+    metrics: dict[str, float],
+    attributes: list[str],
+    best: str | None,
+    test: dict[str, float] | None = None,
 ) -> None:
-    """Print the metrics table and write ``metrics.json`` atomically."""
+    """Print the metrics table (val, and test when the data has a test split) and write
+    ``metrics.json`` atomically."""
     summary = {name: metrics[name] for name in SUMMARY_METRICS}
-    print("\nFinal validation metrics" + (f" ({Path(best).name})" if best else "") + ":")
-    print(format_table(summary))
-    print("\nPer attribute:")
-    print(per_attribute_table(metrics, attributes).round(4).to_string())
+    print("\nFinal metrics" + (f" ({Path(best).name})" if best else "") + ":")
+    test_summary = None if test is None else {name: test[name] for name in SUMMARY_METRICS}
+    if test_summary is None:
+        print(format_table(summary))
+    else:
+        table = pd.DataFrame({"val": summary, "test": test_summary}).rename_axis("metric")
+        print(table.round(4).to_string())
+    for split, values in (("val", metrics), ("test", test)):
+        if values is not None:
+            print(f"\nPer attribute ({split}):")
+            print(per_attribute_table(values, attributes).round(4).to_string())
     payload = {"checkpoint": best, "summary": summary, "metrics": metrics}
+    if test is not None:
+        payload["test"] = {"summary": test_summary, "metrics": test}
     atomic_write_text(output_dir / "metrics.json", json.dumps(payload, indent=1))
     print(f"\nRun folder: {output_dir}")
 

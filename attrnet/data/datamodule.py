@@ -16,16 +16,26 @@ from torchvision.transforms import v2
 
 from attrnet.data.batch_augment import eval_batch, train_batch
 from attrnet.data.dataset import AttributeImageDataset, CachedBatchDataset, pass_batch
+from attrnet.data.errors import DataError
 from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.sources import DatasetTables, DataSource
-from attrnet.data.splits import STUDY_VAL_FRACTION, IdentitySplit, split_identities
+from attrnet.data.splits import (
+    ATTRIBUTE_SPLITS,
+    STUDY_VAL_FRACTION,
+    IdentitySplit,
+    split_identities,
+)
 from attrnet.data.transforms import eval_transform, train_transform
+from attrnet.io import atomic_open
 
 
 class AttributeDataModule(L.LightningDataModule):
-    """Splits a source's labelled pool by identity into train/val and serves both.
+    """Serves a source's train and val images (and keeps its test images for evaluation).
+
+    A source that marks its own ``val`` images (PETA, PA-100K, a generic CSV with val rows)
+    keeps its split; otherwise the ``train`` pool is split by identity into train/val.
 
     ``split_file`` reuses a saved split instead of drawing one; ``cache_images`` decodes all
     images once into memory (uint8), which suits Market-1501 (~318 MB at its native 128x64).
@@ -86,6 +96,7 @@ class AttributeDataModule(L.LightningDataModule):
         self.split: IdentitySplit | None = None
         self.train_frame: pd.DataFrame | None = None
         self.val_frame: pd.DataFrame | None = None
+        self.test_frame: pd.DataFrame | None = None
 
     def prepare_data(self) -> None:
         self.source.prepare()
@@ -95,25 +106,58 @@ class AttributeDataModule(L.LightningDataModule):
             return
         self.tables = self.source.load()
         labelled = self.tables.labelled
-        if self.split_file:
-            self.split = IdentitySplit.load(self.split_file)
+        if self.sampler == "identity":
+            self.tables.require_identities("data.sampler=identity (identity losses)")
+        role = labelled["split"].copy()  # train / val / test, "" for an unused image
+        if (role == "val").any():  # the source's own validation set
+            if self.split_file:
+                raise ValueError(
+                    f"data.split_file={self.split_file}: this data source defines its own "
+                    "validation images (split 'val'); a saved identity split does not apply"
+                )
+            self.split = None
         else:
-            self.split = split_identities(
-                labelled["person_id"],
-                val_count=self.val_count,
-                val_fraction=self.val_fraction,
-                seed=self.split_seed,
-            )
+            pool = role == "train"
+            self.split = self._identity_split(labelled[pool])
+            ids = labelled.loc[pool, "person_id"]
+            in_train = np.where(ids.isin(self.split.train_ids), "train", "")
+            role[pool] = np.where(ids.isin(self.split.val_ids), "val", in_train)
         if self.skip_bad_images:
-            labelled = self._without_unreadable(labelled)
-        self.train_frame = labelled[labelled["person_id"].isin(self.split.train_ids)].reset_index(
-            drop=True
-        )
-        self.val_frame = labelled[labelled["person_id"].isin(self.split.val_ids)].reset_index(
-            drop=True
+            role[~labelled["path"].isin(self._without_unreadable(labelled)["path"])] = ""
+        labelled = labelled.assign(split=role)
+        self.train_frame, self.val_frame, self.test_frame = (
+            labelled[role == name].reset_index(drop=True) for name in ATTRIBUTE_SPLITS
         )
         self.train_set = self._dataset(self.train_frame, train=True)
         self.val_set = self._dataset(self.val_frame, train=False)
+
+    def _identity_split(self, pool: pd.DataFrame) -> IdentitySplit:
+        """The train/val split of the pool by identity: the saved one or a seeded draw."""
+        if self.split_file:
+            return IdentitySplit.load(self.split_file)
+        if not self.tables.has_identities:
+            raise DataError(
+                "the data source has no person identities and no validation images (split "
+                "'val'); it cannot be split by identity, so it needs its own val rows"
+            )
+        return split_identities(
+            pool["person_id"],
+            val_count=self.val_count,
+            val_fraction=self.val_fraction,
+            seed=self.split_seed,
+        )
+
+    def split_frames(self) -> dict[str, pd.DataFrame]:
+        """The non-empty image tables by split: train, val, test, query, gallery."""
+        assert self.tables is not None, "call setup() first"
+        frames = {
+            "train": self.train_frame,
+            "val": self.val_frame,
+            "test": self.test_frame,
+            "query": self.tables.query,
+            "gallery": self.tables.gallery,
+        }
+        return {name: frame for name, frame in frames.items() if frame is not None and len(frame)}
 
     @property
     def attributes(self) -> list[str]:
@@ -134,11 +178,20 @@ class AttributeDataModule(L.LightningDataModule):
         return int(self.train_frame["person_id"].nunique())
 
     def save_split(self, folder: str | Path) -> Path:
-        """Write the identity split into ``folder/split.json`` so a run can be reproduced."""
-        assert self.split is not None, "call setup() first"
-        path = Path(folder) / "split.json"
-        self.split.save(path)
-        return path
+        """Write the split into ``folder`` so a run can be reproduced: ``split.csv`` (path,
+        person_id, split of every train/val/test image) and, when the datamodule drew the
+        identity split, ``split.json`` (reusable as ``split_file``). Returns the file that
+        defines the split: ``split.json``, else ``split.csv``."""
+        assert self.tables is not None, "call setup() first"
+        folder = Path(folder)
+        frames = [self.train_frame, self.val_frame, self.test_frame]
+        table = pd.concat(frames)[["path", "person_id", "split"]]
+        with atomic_open(folder / "split.csv", "w", encoding="utf-8", newline="") as handle:
+            table.to_csv(handle, index=False)
+        if self.split is None:
+            return folder / "split.csv"
+        self.split.save(folder / "split.json")
+        return folder / "split.json"
 
     def _without_unreadable(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Drop the rows whose image cannot be decoded (``skip_bad_images``), with a warning."""
@@ -160,7 +213,7 @@ class AttributeDataModule(L.LightningDataModule):
         size = self.image_size
         if self.augment_on_device:  # uint8 at the stored size; on_after_batch_transfer does it
             transform, size = v2.Identity(), self.cache_size
-        targets = frame[self.attributes].to_numpy(np.float32)
+        targets = frame[self.attributes].to_numpy(np.float32, copy=True)
         # identity class labels within the split: sorted person ids -> 0..n-1
         identities = np.unique(frame["person_id"].to_numpy(), return_inverse=True)[1]
         options = dict(identities=identities, max_pixels=self.max_image_pixels)

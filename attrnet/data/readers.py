@@ -15,6 +15,7 @@ import scipy.io
 
 from attrnet.attributes import ANNOTATION_FIELDS, plain_value, validate_annotations
 from attrnet.data.errors import DataError
+from attrnet.data.splits import NO_ID, check_split_values
 
 COURSE_COLUMNS = ("id", *ANNOTATION_FIELDS)
 GENERIC_RESERVED = ("image", "person_id", "camera_id", "split")
@@ -114,6 +115,8 @@ def read_course_annotations(path: str | Path) -> pd.DataFrame:
 def read_generic_csv(path: str | Path, root: str | Path) -> tuple[pd.DataFrame, list[str]]:
     """Read a generic image-level CSV: image, person_id, optional camera_id/split, 0/1 attributes.
 
+    ``split`` takes train, val, test, query or gallery (missing column: all train; any other
+    value is a ``DataError`` naming the row); a missing ``camera_id`` column is ``NO_ID``.
     Returns the image table (``path`` resolved under ``root``) and the attribute names, i.e.
     every column that is not reserved. Paths escaping ``root`` are refused.
     """
@@ -146,10 +149,11 @@ def read_generic_csv(path: str | Path, root: str | Path) -> tuple[pd.DataFrame, 
         str(_resolve_inside(root, name, path, row + 2)) for row, name in enumerate(frame["image"])
     ]
     if "camera_id" not in frame:
-        frame["camera_id"] = -1
+        frame["camera_id"] = NO_ID
     if "split" not in frame:
         frame["split"] = "train"
-    frame["split"] = frame["split"].astype(str)
+    frame["split"] = frame["split"].fillna("").astype(str).str.strip()
+    check_split_values(frame["split"], str(path))
     return frame[["path", "image", "person_id", "camera_id", "split", *attributes]], attributes
 
 

@@ -7,7 +7,7 @@ fixed list downstream.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -21,17 +21,35 @@ from attrnet.data.readers import (
     read_generic_csv,
     read_market_attribute_mat,
 )
+from attrnet.data.splits import ATTRIBUTE_SPLITS, NO_ID, check_disjoint_identities
 from attrnet.synthetic import SyntheticParams, ensure_synthetic_market
 
 
 @dataclass
 class DatasetTables:
-    """Labelled training pool plus optional query/gallery tables for re-ID."""
+    """A source's image tables: ``labelled`` rows carry ``split`` train, val or test (sources
+    without their own validation set mark the whole pool ``train``); optional query/gallery
+    tables for re-ID; ``skipped`` counts what the reader could not use (reported, not dropped
+    silently). Person and camera ids are ``NO_ID`` where a dataset has none."""
 
     attributes: list[str]
     labelled: pd.DataFrame
     query: pd.DataFrame | None = None
     gallery: pd.DataFrame | None = None
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def has_identities(self) -> bool:
+        """Whether the labelled images carry person ids (PA-100K's do not)."""
+        return bool((self.labelled["person_id"] != NO_ID).any())
+
+    def require_identities(self, purpose: str) -> None:
+        """Refuse ``purpose`` (re-ID, identity losses) clearly on data without person ids."""
+        if not self.has_identities:
+            raise DataError(
+                f"{purpose} needs person identities, but this data source has none (e.g. "
+                "PA-100K labels images, not people); use a dataset with person ids"
+            )
 
 
 class DataSource:
@@ -101,8 +119,9 @@ class CourseSource(DataSource):
 class GenericCsvSource(DataSource):
     """Any dataset as one CSV: image, person_id, optional camera_id/split, 0/1 attribute columns.
 
-    Rows whose split is ``query`` or ``gallery`` form the re-ID tables; all others the
-    labelled pool that is split by identity into train/val.
+    ``split`` rows: ``train`` (the pool; split by identity into train/val unless ``val`` rows
+    exist), ``val``, ``test`` (evaluated after training, never trained on), ``query`` and
+    ``gallery`` (re-ID). An identity in two of train/val/test is refused.
     """
 
     def __init__(self, csv: str | Path, root: str | Path | None = None) -> None:
@@ -111,13 +130,19 @@ class GenericCsvSource(DataSource):
 
     def load(self) -> DatasetTables:
         frame, attributes = read_generic_csv(self.csv, self.root)
-        is_query, is_gallery = frame["split"] == "query", frame["split"] == "gallery"
-        labelled = frame[~(is_query | is_gallery)].reset_index(drop=True)
-        if labelled.empty:
-            raise DataError(f"{self.csv}: no labelled rows (every row is a query or gallery image)")
-        query = frame[is_query].reset_index(drop=True) if is_query.any() else None
-        gallery = frame[is_gallery].reset_index(drop=True) if is_gallery.any() else None
-        return DatasetTables(attributes, labelled, query, gallery)
+        check_disjoint_identities(frame, str(self.csv))
+        if not (frame["split"] == "train").any():
+            raise DataError(f"{self.csv}: no training rows (no row has split 'train')")
+        labelled = frame[frame["split"].isin(ATTRIBUTE_SPLITS)].reset_index(drop=True)
+        return DatasetTables(
+            attributes, labelled, _split_rows(frame, "query"), _split_rows(frame, "gallery")
+        )
+
+
+def _split_rows(frame: pd.DataFrame, split: str) -> pd.DataFrame | None:
+    """The rows of one split, or ``None`` when there are none."""
+    rows = frame[frame["split"] == split].reset_index(drop=True)
+    return rows if len(rows) else None
 
 
 class SyntheticSource(DataSource):

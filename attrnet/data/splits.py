@@ -1,4 +1,5 @@
-"""Identity-disjoint train/val splits (seeded, saved with the run) and the study's re-ID split."""
+"""Split semantics of image tables (train/val/test/query/gallery), identity-disjoint train/val
+splits (seeded, saved with the run), random image partitions and the study's re-ID split."""
 
 from __future__ import annotations
 
@@ -14,6 +15,13 @@ from attrnet.io import atomic_write_text
 
 #: The study kept 151 of Market-1501's 751 labelled identities for validation.
 STUDY_VAL_FRACTION = 151 / 751
+#: The values of a table's ``split`` column: training pool, validation, held-out test (attribute
+#: evaluation after training) and the re-ID query/gallery sets.
+SPLITS = ("train", "val", "test", "query", "gallery")
+#: The splits of labelled images used for attribute training and evaluation.
+ATTRIBUTE_SPLITS = ("train", "val", "test")
+#: Person and camera id of an image without one (e.g. PA-100K has no identities).
+NO_ID = -1
 
 
 @dataclass
@@ -86,3 +94,60 @@ def study_reid_protocol(
     query = np.sort(np.asarray(queries, dtype=np.int64))
     gallery = np.setdiff1d(np.arange(len(ids)), query)
     return query, gallery
+
+
+def check_split_values(splits: pd.Series, source: str) -> None:
+    """Refuse any ``split`` value outside ``SPLITS``, naming the CSV line (header = line 1)."""
+    bad = ~splits.isin(SPLITS)
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise DataError(
+            f"{source}: row {row + 2}, column 'split': {splits.iloc[row]!r} is not a split; "
+            f"expected one of {', '.join(SPLITS)}"
+        )
+
+
+def check_disjoint_identities(frame: pd.DataFrame, source: str) -> None:
+    """Refuse a person id (other than ``NO_ID``) that appears in two of train/val/test."""
+    rows = frame[frame["split"].isin(ATTRIBUTE_SPLITS) & (frame["person_id"] != NO_ID)]
+    counts = rows.groupby("person_id")["split"].nunique()
+    shared = counts[counts > 1]
+    if len(shared):
+        pid = shared.index[0]
+        found = sorted(rows.loc[rows["person_id"] == pid, "split"].unique())
+        raise DataError(
+            f"{source}: person_id {pid} appears in {' and '.join(found)} "
+            f"({len(shared)} identities shared); an identity must lie in one of train, val, test"
+        )
+
+
+def partition_images(
+    count: int, sizes: tuple[int, int, int], seed: int, groups: np.ndarray | None = None
+) -> np.ndarray:
+    """Assign ``count`` images to train/val/test with ``sizes`` images each, by seed.
+
+    Without ``groups`` the images are shuffled (the usual random PETA partition); with
+    ``groups`` (one identity key per image) whole identities are shuffled and filled into the
+    splits in order, so no identity crosses splits and the sizes are met as closely as whole
+    identities allow (the last split takes the rest). Returns one split name per image.
+    """
+    if sum(sizes) != count:
+        raise DataError(
+            f"split sizes {sizes} add up to {sum(sizes)}, but the dataset has {count} images"
+        )
+    rng = np.random.default_rng(seed)
+    if groups is None:
+        labels = np.empty(count, dtype=object)
+        order = rng.permutation(count)
+        bounds = np.cumsum(sizes)[:-1]
+        for name, rows in zip(ATTRIBUTE_SPLITS, np.split(order, bounds), strict=True):
+            labels[rows] = name
+        return labels
+    keys, inverse = np.unique(groups, return_inverse=True)
+    group_sizes = np.bincount(inverse, minlength=len(keys))
+    order = rng.permutation(len(keys))
+    # each identity goes to the split its first image would fall in, filling splits in order
+    starts = np.cumsum(group_sizes[order]) - group_sizes[order]
+    group_split = np.empty(len(keys), dtype=np.int64)
+    group_split[order] = np.searchsorted(np.cumsum(sizes), starts, side="right")
+    return np.asarray(ATTRIBUTE_SPLITS, dtype=object)[np.minimum(group_split, 2)][inverse]

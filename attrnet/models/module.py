@@ -26,8 +26,8 @@ from attrnet.models.plots import attribute_bar_chart, prediction_grid
 from attrnet.models.reid_losses import batch_hard_triplet_loss
 from attrnet.optim import (
     build_optimizer,
-    build_scheduler,
     normalize_phase,
+    scheduler_config,
     upgrade_scheduler_state,
 )
 from attrnet.retrieval.distances import compute_distance
@@ -276,11 +276,7 @@ class AttributeModule(L.LightningModule):
         if self._clips_fp16_gradients():
             phase = {**phase, "fused": False}
         optimizer = build_optimizer(self.parameters(), phase)
-        scheduler = build_scheduler(optimizer, phase)
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
-        }
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(optimizer, phase)}
 
     def _clips_fp16_gradients(self) -> bool:
         """fp16 AMP with gradient clipping: Lightning unscales the gradients before clipping,

@@ -3,7 +3,8 @@
 Semantics are those of torchreid's ``eval_market1501`` and fast-reid's evaluator: each
 gallery row is ranked by a stable sort of its distances (ties keep gallery order); under the
 Market-1501 protocol the gallery items with the query's person id *and* camera are removed, and
-so is junk (pid -1), while distractors (pid 0) stay as non-matches. Over the remaining ranking,
+so is junk (pid -1), while distractors (pid 0) stay as non-matches; a camera id of -1 is
+unknown, so with unknown cameras the same-camera rule is off. Over the remaining ranking,
 CMC@k is 1 when a match lies within the first k; AP is the mean over matches of the precision at
 each match; INP = number of matches / (position of the last match + 1). Queries without any
 valid match are skipped. The protocol "study" (the original study's validation) removes nothing.
@@ -27,6 +28,7 @@ import torch
 Protocol = Literal["market1501", "study"]
 PROTOCOLS: tuple[str, ...] = ("market1501", "study")
 JUNK_PID = -1
+UNKNOWN_CAMERA = -1  # e.g. a generic CSV without camera_id: never "the same camera"
 _ITEMS_PER_BIN = 8  # bin width of the counting histogram, in items per row on average
 
 ArrayLike = torch.Tensor | np.ndarray
@@ -140,7 +142,8 @@ def _relevant_items(
     valid = slot[None, :] < sizes[:, None]
     flat = np.minimum(starts[pos][:, None] + slot[None, :], len(order) - 1)
     index = np.where(valid, order[flat], -1)
-    removed = valid & (g_camids[index] == q_camids[:, None]) if market else np.zeros_like(valid)
+    same_camera = (g_camids[index] == q_camids[:, None]) & (q_camids[:, None] != UNKNOWN_CAMERA)
+    removed = valid & same_camera if market else np.zeros_like(valid)
     junk = np.flatnonzero(g_pids == JUNK_PID) if market else np.empty(0, dtype=np.int64)
     return _Relevant(index=index, match=valid & ~removed, removed=removed, junk=junk)
 
