@@ -23,11 +23,14 @@ class OptimizerSwap(L.Callback):
 
     The module owns the phase plan (``optimizer_phases``) and the active phase index, which it
     stores in checkpoints, so a resume rebuilds the right optimizer before its state is loaded.
-    At each epoch start ``train/lr`` is logged at the global step (a Python float from the
-    optimizer: no device read), ``train/lr/group<i>`` too when parameter groups differ; the
-    switch is printed, written to the Text tab (``train/optimizer_swap``) at its step, and
-    logged as ``train/optimizer_phase``.
+    ``train/lr`` is logged at each epoch start and with the training scalars (every
+    ``log_every_n_steps``), at their step: a Python float from the optimizer, no device read.
+    ``train/lr/group<i>`` is added when parameter groups differ. The switch is printed, written
+    to the Text tab (``train/optimizer_swap``) at its step and logged as ``train/optimizer_phase``.
     """
+
+    def __init__(self) -> None:
+        self._lr_logged_at: int | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         wanted = phase_for_epoch(pl_module.optimizer_phases, trainer.current_epoch)
@@ -46,14 +49,25 @@ class OptimizerSwap(L.Callback):
             "train/optimizer_phase", float(pl_module.active_phase), on_epoch=True, on_step=False
         )
 
-    @staticmethod
-    def _log_learning_rate(trainer: L.Trainer) -> None:
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        interval = trainer.log_every_n_steps
+        if interval > 0 and (logging_step(trainer) + 1) % interval == 0:  # as Lightning's own
+            self._log_learning_rate(trainer)
+
+    def _log_learning_rate(self, trainer: L.Trainer) -> None:
+        """One point per step at most (micro-batches of an accumulation share a step)."""
+        step = logging_step(trainer)
+        if step == self._lr_logged_at:
+            return
+        self._lr_logged_at = step
         rates = [float(group["lr"]) for group in trainer.optimizers[0].param_groups]
         values = {"train/lr": rates[0]}
         if len(set(rates)) > 1:
             values.update({f"train/lr/group{i}": rate for i, rate in enumerate(rates)})
         for logger in trainer.loggers:
-            logger.log_metrics(values, step=logging_step(trainer))
+            logger.log_metrics(values, step=step)
 
 
 class EpochSeed(L.Callback):

@@ -115,8 +115,9 @@ def test_tensorboard_event_files_read_right(tmp_path: Path) -> None:
         assert values[f"val/{name}"][best_epoch] == pytest.approx(metrics[name], abs=1e-6)
     # one learning-rate curve across the AdamW -> SGD swap, the switch in the Text tab
     assert sorted(t for t in scalars if "lr" in t.split("/")[-1]) == ["train/lr"]
-    assert steps["train/lr"] == [0, 3]
-    assert values["train/lr"] == pytest.approx([cfg.optimizer.first_lr, cfg.optimizer.second_lr])
+    assert steps["train/lr"] == steps["train/loss_step"] == [0, 1, 2, 3, 4, 5]
+    lrs = [cfg.optimizer.first_lr] * 3 + [cfg.optimizer.second_lr] * 3
+    assert values["train/lr"] == pytest.approx(lrs)
     swap = events.Tensors("train/optimizer_swap/text_summary")
     assert [e.step for e in swap] == [3]  # the first step of the SGD epoch, as train/lr
     assert b"adamw -> sgd" in swap[0].tensor_proto.string_val[0]
