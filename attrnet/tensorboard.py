@@ -25,6 +25,13 @@ HEADLINE_METRICS = ("mA", "macro_f1", "instance_f1")
 ATTRIBUTE_METRICS = ("f1", "mA", "precision", "recall", "accuracy")
 
 
+def _add_summaries(writer: SummaryWriter, *summaries: Any) -> None:
+    """Write raw summaries; the file writer reopens if Lightning closed it at the end of fit."""
+    file_writer = writer._get_file_writer()
+    for summary in summaries:
+        file_writer.add_summary(summary)
+
+
 def summary_writers(loggers: Iterable[Logger]) -> list[SummaryWriter]:
     """The SummaryWriters of the TensorBoard loggers, on the rank that writes (rank 0)."""
     if rank_zero_only.rank != 0:
@@ -123,8 +130,7 @@ def register_hparams(
     """
     experiment, session_start, _ = hparams_summaries(dict(values), dict.fromkeys(metric_names, 0))
     for writer in summary_writers(loggers):
-        writer.file_writer.add_summary(experiment)
-        writer.file_writer.add_summary(session_start)
+        _add_summaries(writer, experiment, session_start)
 
 
 def log_final_metrics(
@@ -138,7 +144,7 @@ def log_final_metrics(
         logger.save()
     _, _, session_end = hparams_summaries({}, {})
     for writer in summary_writers(loggers):
-        writer.file_writer.add_summary(session_end)
+        _add_summaries(writer, session_end)
         writer.flush()
 
 

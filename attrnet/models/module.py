@@ -120,7 +120,7 @@ class AttributeModule(L.LightningModule):
         pos_weight, neg_weight = attribute_weights(torch.tensor(positive_ratio), loss_strategy)
         self.criterion = WeightedBCEWithLogits(pos_weight, neg_weight)
         self.val_metrics = AttributeMetrics(self.attribute_names, threshold=threshold)
-        self.val_loss = MeanMetric()
+        self.val_loss = MeanMetric(nan_strategy="disable")  # a NaN loss shows as NaN
         self.logs_validation = True
         #: (step of its last validation on the TensorBoard axis, epoch) of the checkpoint
         #: loaded last: where its weights sit on the curves
