@@ -90,7 +90,7 @@ def curated_hparams(cfg: DictConfig | Mapping[str, Any]) -> dict[str, str | int 
     phases = plain["optimizer"]["phases"]
     name = "resnet50+attention" if model.get("attention") else "resnet50"
     values: dict[str, str | int | float] = {
-        "dataset": _dataset(data["source"]),
+        "dataset": _dataset(data.get("source") or {}),
         "loss": str(plain["loss"]["strategy"]),
         "model": name + (" pretrained" if model.get("pretrained") else ""),
         "objective": _objective(model),
@@ -196,7 +196,7 @@ def curated_reid_hparams(cfg: DictConfig | Mapping[str, Any]) -> dict[str, str |
     checkpoint = Path(str(plain["ckpt_path"]))
     return {
         "checkpoint": f"{checkpoint.parent.parent.name}/{checkpoint.name}",
-        "dataset": _dataset(plain["data"]["source"]),
+        "dataset": _dataset(plain["data"].get("source") or {}),
         "distances": ", ".join(plain["distances"]),
         "features": str(plain["features"]) + (" + flip" if plain.get("flip") else ""),
         "mode": str(plain["mode"]),

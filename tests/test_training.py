@@ -105,6 +105,7 @@ def test_tensorboard_event_files_read_right(tmp_path: Path) -> None:
     # no val/* point before the first validation, none after the last epoch
     for tag in [t for t in scalars if t.startswith(("val/", "val_attr/"))]:
         assert steps[tag] == epoch_ends, tag
+    assert max(values["epoch"]) == 1  # no phantom epoch from the final evaluation
     # the best checkpoint's evaluation: best/* at the step it was saved, equal to that epoch's
     best_step = steps["best/mA"]
     assert len(best_step) == 1 and best_step[0] in epoch_ends
@@ -246,3 +247,43 @@ def test_resume_before_switch_switches_on_time(tmp_path: Path) -> None:
     resumed = _fit(tmp_path, max_epochs=3, ckpt_path=tmp_path / "ckpt" / "epoch0.ckpt")
     assert [(e, name) for e, name, _ in resumed.seen] == [(1, "SGD"), (2, "SGD")]
     assert [lr for *_, lr in resumed.seen] == pytest.approx([0.005, 0.05])
+
+
+class TwoGroupModule(L.LightningModule):
+    """A linear model whose weight and bias train at different learning rates."""
+
+    optimizer_phases = ({"name": "sgd", "epochs": 1},)
+    active_phase = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).square().mean()
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        data = torch.utils.data.TensorDataset(torch.ones(4, 2))
+        return torch.utils.data.DataLoader(data, batch_size=2)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = [{"params": [self.layer.weight], "lr": 0.1}, {"params": [self.layer.bias]}]
+        return torch.optim.SGD(groups, lr=0.01)
+
+
+def test_learning_rate_per_group_only_when_groups_differ(tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        callbacks=[OptimizerSwap()],
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="csv", version=""),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(TwoGroupModule())
+    table = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    rates = table.dropna(subset=["train/lr"])
+    assert rates["step"].tolist() == [0, 1]  # both steps, one point each
+    assert rates["train/lr/group0"].tolist() == rates["train/lr"].tolist() == [0.1, 0.1]
+    assert rates["train/lr/group1"].tolist() == [0.01, 0.01]
