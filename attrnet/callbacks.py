@@ -1,4 +1,5 @@
-"""Training callbacks: optimizer swap between phases, per-epoch seeding, non-finite loss guard."""
+"""Training callbacks: optimizer swap between phases (and the learning-rate curve), per-epoch
+seeding, non-finite loss guard."""
 
 from __future__ import annotations
 
@@ -13,15 +14,23 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from attrnet.optim import phase_for_epoch
 from attrnet.seeding import derived_seed
+from attrnet.tensorboard import logging_step, summary_writers
 
 
 class OptimizerSwap(L.Callback):
-    """Switch to the next optimizer phase at its first epoch, with a fresh schedule.
+    """Switch to the next optimizer phase at its first epoch, with a fresh schedule, and log
+    one learning-rate curve across the phases.
 
     The module owns the phase plan (``optimizer_phases``) and the active phase index, which it
     stores in checkpoints, so a resume rebuilds the right optimizer before its state is loaded.
-    The switch is logged as ``train/optimizer_phase`` and printed.
+    ``train/lr`` is logged at each epoch start and with the training scalars (every
+    ``log_every_n_steps``), at their step: a Python float from the optimizer, no device read.
+    ``train/lr/group<i>`` is added when parameter groups differ. The switch is printed, written
+    to the Text tab (``train/optimizer_swap``) at its step and logged as ``train/optimizer_phase``.
     """
+
+    def __init__(self) -> None:
+        self._lr_logged_at: int | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         wanted = phase_for_epoch(pl_module.optimizer_phases, trainer.current_epoch)
@@ -30,10 +39,35 @@ class OptimizerSwap(L.Callback):
             pl_module.active_phase = wanted
             trainer.strategy.setup_optimizers(trainer)
             new = pl_module.optimizer_phases[wanted]["name"]
-            rank_zero_info(f"OptimizerSwap: epoch {trainer.current_epoch}: {old} -> {new}")
+            step = logging_step(trainer)
+            note = f"epoch {trainer.current_epoch}, step {step}: {old} -> {new}"
+            rank_zero_info(f"OptimizerSwap: {note}")
+            for writer in summary_writers(trainer.loggers):
+                writer.add_text("train/optimizer_swap", note, step)
+        self._log_learning_rate(trainer)
         pl_module.log(
             "train/optimizer_phase", float(pl_module.active_phase), on_epoch=True, on_step=False
         )
+
+    def on_train_batch_start(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        interval = trainer.log_every_n_steps
+        if interval > 0 and (logging_step(trainer) + 1) % interval == 0:  # as Lightning's own
+            self._log_learning_rate(trainer)
+
+    def _log_learning_rate(self, trainer: L.Trainer) -> None:
+        """One point per step at most (micro-batches of an accumulation share a step)."""
+        step = logging_step(trainer)
+        if step == self._lr_logged_at:
+            return
+        self._lr_logged_at = step
+        rates = [float(group["lr"]) for group in trainer.optimizers[0].param_groups]
+        values = {"train/lr": rates[0]}
+        if len(set(rates)) > 1:
+            values.update({f"train/lr/group{i}": rate for i, rate in enumerate(rates)})
+        for logger in trainer.loggers:
+            logger.log_metrics(values, step=step)
 
 
 class EpochSeed(L.Callback):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -51,13 +50,10 @@ def evaluate_attributes(
     return {name: float(value) for name, value in metrics.compute().items()}
 
 
-def log_final_metrics(trainer: L.Trainer, metrics: dict[str, float], prefix: str) -> None:
-    """Log final figures once through the trainer's loggers (TensorBoard, CSV) at the last
-    step: summaries as ``<prefix>/<name>``, per-attribute ones as ``<prefix>_attr/<name>``."""
-    scalars = {
+def final_scalars(metrics: dict[str, float], prefix: str) -> dict[str, float]:
+    """Final figures as logger tags: summaries as ``<prefix>/<name>``, per-attribute ones as
+    ``<prefix>_attr/<name>``."""
+    return {
         (f"{prefix}_attr/{name}" if "/" in name else f"{prefix}/{name}"): value
         for name, value in metrics.items()
     }
-    for logger in trainer.loggers:
-        logger.log_metrics(scalars, step=trainer.global_step)
-        logger.save()

@@ -17,6 +17,9 @@ import submitit
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
+from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.cli.reid import reid_config
 from tests.helpers import TINY_OVERRIDES, compose_config
@@ -80,6 +83,27 @@ def test_table1_attention(table1_sweep: Path) -> None:
     assert "attrnet-train -m experiment=table1_attention" in text
     assert (results / "table1_attention.png").read_bytes().startswith(PNG_MAGIC)
     assert "attention: true" in (table1_sweep / "1" / ".hydra" / "config.yaml").read_text()
+
+
+def test_sweep_jobs_compare_in_tensorboard_hparams(table1_sweep: Path) -> None:
+    """``tensorboard --logdir <sweep folder>``: one run per job, each an HParams session with
+    the swept setting, the final metrics as scalars and a successful end."""
+    runs = EventMultiplexer().AddRunsFromDirectory(str(table1_sweep)).Reload()
+    assert sorted(runs.Runs()) == ["0/tensorboard", "1/tensorboard"]
+    sessions = runs.PluginRunToTagToContent(hparams_metadata.PLUGIN_NAME)
+    models = []
+    for run in ("0/tensorboard", "1/tensorboard"):
+        start = hparams_metadata.parse_session_start_info_plugin_data(
+            sessions[run][hparams_metadata.SESSION_START_INFO_TAG]
+        )
+        models.append(start.hparams["model"].string_value)
+        end = hparams_metadata.parse_session_end_info_plugin_data(
+            sessions[run][hparams_metadata.SESSION_END_INFO_TAG]
+        )
+        assert end.status == api_pb2.STATUS_SUCCESS
+        scalars = runs.GetAccumulator(run).Tags()["scalars"]
+        assert {"best/mA", "val/mA", "best/macro_f1"} <= set(scalars)
+    assert models == ["resnet50", "resnet50+attention"]
 
 
 def test_aggregate_notes_failed_and_missing_runs(table1_sweep: Path, tmp_path: Path) -> None:

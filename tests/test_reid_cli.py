@@ -7,7 +7,9 @@ from pathlib import Path
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
+from attrnet.checkpoints import load_checkpoint
 from attrnet.cli.reid import evaluate
 from attrnet.retrieval import read_reid_results
 from tests.helpers import TINY_OVERRIDES, compose_config
@@ -31,8 +33,24 @@ def test_study_protocol_table2_and_pictures(trained_run: Path, tmp_path: Path) -
     assert saved["results"]["weighted"]["mAP"] == pytest.approx(results["weighted"]["mAP"])
     assert len(list((tmp_path / "ranked_lists").glob("*.png"))) == 3
     events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
-    assert "reid/ranked_list_0" in events.Tags()["images"]
-    assert "reid/euclidean/mAP" in events.Tags()["scalars"]
+    # on the training run's step axis: the step of the checkpoint's validation
+    step = load_checkpoint(trained_run / "checkpoints" / "last.ckpt")["validation_step"]
+    assert step > 0 and [e.step for e in events.Images("reid/ranked_list_0")] == [step]
+    mAP = [e.value for e in events.Scalars("reid/weighted/mAP")]
+    assert mAP == pytest.approx([results["weighted"]["mAP"]])
+    assert [e.step for e in events.Scalars("reid/euclidean/mAP")] == [step]
+    # its own HParams session: the re-ID settings, the final figures as columns
+    content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    start = hparams_metadata.parse_session_start_info_plugin_data(
+        content[hparams_metadata.SESSION_START_INFO_TAG]
+    )
+    assert start.hparams["distances"].string_value == "euclidean, weighted, random"
+    assert start.hparams["mode"].string_value == "val"
+    experiment = hparams_metadata.parse_experiment_plugin_data(
+        content[hparams_metadata.EXPERIMENT_TAG]
+    )
+    columns = {m.name.tag for m in experiment.metric_infos}
+    assert "reid/random/rank1" in columns and columns <= set(events.Tags()["scalars"])
 
 
 def test_market1501_protocol(trained_run: Path, tmp_path: Path) -> None:

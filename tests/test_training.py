@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
+import io
 import json
+import re
 from pathlib import Path
+from typing import Any
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import pytest
 import torch
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
+from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.custom_scalar import layout_pb2
+from tensorboard.plugins.hparams import api_pb2
+from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.attributes import CLASSIFICATION_COLUMNS
 from attrnet.callbacks import OptimizerSwap
@@ -20,6 +28,7 @@ from attrnet.cli.train import SUMMARY_METRICS, train
 from attrnet.data.splits import IdentitySplit
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
+from attrnet.models.plots import GRID_COLOURS, GRID_LEGEND_HEIGHT
 from attrnet.predictions import read_prediction_csv
 from tests.helpers import TINY_OVERRIDES, compose_config
 
@@ -60,25 +69,103 @@ def test_fit_validate_predict(tmp_path: Path, model: str, precision: str) -> Non
     assert read_prediction_csv(output).shape == (len(table), 29)
 
 
-def test_tensorboard_scalars_figures_and_hparams(tmp_path: Path) -> None:
-    train(compose_config("train", tmp_path, [*TINY_OVERRIDES, "trainer.accelerator=cpu"]))
-    events = EventAccumulator(str(tmp_path / "tensorboard"), size_guidance={"images": 0}).Reload()
-    scalars = set(events.Tags()["scalars"])
-    expected = {
-        "train/loss_epoch",
-        "val/loss",
-        "val/mA",
-        "val/macro_f1",
-        "val/instance_f1",
-        "val_attr/f1/hat",
-        "train/optimizer_phase",
-    }
-    assert expected <= scalars, expected - scalars
-    assert {"val/f1_per_attribute", "val/predictions"} <= set(events.Tags()["images"])
-    assert "hparams" in str(events.PluginTagToContent("hparams")) or events.PluginTagToContent(
-        "hparams"
+def _hparams(events: EventAccumulator) -> tuple[Any, Any, Any]:
+    """The run's HParams experiment, session start and session end, parsed."""
+    content = events.PluginTagToContent(hparams_metadata.PLUGIN_NAME)
+    return (
+        hparams_metadata.parse_experiment_plugin_data(content[hparams_metadata.EXPERIMENT_TAG]),
+        hparams_metadata.parse_session_start_info_plugin_data(
+            content[hparams_metadata.SESSION_START_INFO_TAG]
+        ),
+        hparams_metadata.parse_session_end_info_plugin_data(
+            content[hparams_metadata.SESSION_END_INFO_TAG]
+        ),
     )
-    assert events.Images("val/predictions")[0].width > 100
+
+
+def test_tensorboard_event_files_read_right(tmp_path: Path) -> None:
+    """A real two-epoch run with an optimizer swap, its event files read back."""
+    cfg = compose_config(
+        "train",
+        tmp_path,
+        [*TINY_OVERRIDES, "trainer.accelerator=cpu", "trainer.log_every_n_steps=50"],
+    )
+    metrics = train(cfg)
+    events = EventAccumulator(
+        str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
+    ).Reload()
+    scalars = set(events.Tags()["scalars"])
+    steps = {tag: [e.step for e in events.Scalars(tag)] for tag in scalars}
+    values = {tag: [e.value for e in events.Scalars(tag)] for tag in scalars}
+    # 7 training identities x 4 images, batches of 8 (the last partial one dropped): steps 0-2
+    # and 3-5; Lightning logs an epoch's end and its validation at the epoch's last step
+    epoch_ends = [2, 5]
+    assert steps["train/loss_epoch"] == epoch_ends
+    # short epochs still log several points although log_every_n_steps is 50
+    assert len(steps["train/loss_step"]) >= 4
+    # no val/* point before the first validation, none after the last epoch
+    for tag in [t for t in scalars if t.startswith(("val/", "val_attr/"))]:
+        assert steps[tag] == epoch_ends, tag
+    assert max(values["epoch"]) == 1  # no phantom epoch from the final evaluation
+    # the best checkpoint's evaluation: best/* at the step it was saved, equal to that epoch's
+    best_step = steps["best/mA"]
+    assert len(best_step) == 1 and best_step[0] in epoch_ends
+    best_epoch = epoch_ends.index(best_step[0])
+    assert values["best/epoch"] == [best_epoch]
+    for name in SUMMARY_METRICS:
+        assert values[f"best/{name}"][0] == pytest.approx(metrics[name], abs=1e-6)
+        assert values[f"val/{name}"][best_epoch] == pytest.approx(metrics[name], abs=1e-6)
+    # one learning-rate curve across the AdamW -> SGD swap, the switch in the Text tab
+    assert sorted(t for t in scalars if "lr" in t.split("/")[-1]) == ["train/lr"]
+    assert steps["train/lr"] == steps["train/loss_step"] == [0, 1, 2, 3, 4, 5]
+    lrs = [cfg.optimizer.first_lr] * 3 + [cfg.optimizer.second_lr] * 3
+    assert values["train/lr"] == pytest.approx(lrs)
+    swap = events.Tensors("train/optimizer_swap/text_summary")
+    assert [e.step for e in swap] == [3]  # the first step of the SGD epoch, as train/lr
+    assert b"adamw -> sgd" in swap[0].tensor_proto.string_val[0]
+    # images on the same global-step axis; the composed config as text at step 0
+    for tag in ("val/predictions", "val/f1_per_attribute"):
+        assert [e.step for e in events.Images(tag)] == epoch_ends, tag
+    (config_text,) = events.Tensors("config/text_summary")
+    assert config_text.step == 0
+    assert b"first_lr: 0.0015" in config_text.tensor_proto.string_val[0]
+    # the predictions grid has its colour legend above the pictures
+    grid = Image.open(io.BytesIO(events.Images("val/predictions")[0].encoded_image_string))
+    legend = np.asarray(grid)[:GRID_LEGEND_HEIGHT].reshape(-1, 3).astype(int)
+    for colour in GRID_COLOURS.values():  # text ink, within the font's anti-aliasing
+        assert (np.abs(legend - colour).max(axis=1) <= 20).sum() >= 20, colour
+    # curated HParams, readable, with the final val/* and best/* metrics as columns
+    experiment, start, end = _hparams(events)
+    hparams = {k: v.string_value or v.number_value for k, v in start.hparams.items()}
+    assert hparams == {
+        "dataset": "synthetic",
+        "loss": "sqrt_inverse_frequency",
+        "model": "resnet50",
+        "objective": "attributes",
+        "optimizer": "adamw 1 ep lr 0.0015 -> sgd 1 ep lr 0.001",
+        "resolution": "32x16",
+        "seed": 42,
+        "train_batch_size": 8,
+        "train_epochs": 2,
+        "phase1_lr": 0.0015,
+        "phase1_weight_decay": 0.0005,
+        "phase2_lr": 0.001,
+        "phase2_weight_decay": 0.0005,
+    }
+    columns = [m.name.tag for m in experiment.metric_infos]
+    assert columns[:5] == ["best/mA", "val/mA", "best/macro_f1", "val/macro_f1", "best/instance_f1"]
+    assert set(columns) == {f"{g}/{n}" for g in ("best", "val") for n in SUMMARY_METRICS} | {
+        "best/epoch"
+    }
+    assert set(columns) <= scalars
+    assert end.status == api_pb2.STATUS_SUCCESS
+    # attributes at a glance: one Custom Scalars chart per metric matches every attribute
+    (layout_event,) = events.Tensors("custom_scalars__config__")
+    layout = layout_pb2.Layout.FromString(layout_event.tensor_proto.string_val[0])
+    charts = {c.title: c.multiline.tag for cat in layout.category for c in cat.chart}
+    (pattern,) = charts["val f1 per attribute"]
+    assert len([t for t in scalars if re.match(pattern, t)]) == 32
+    assert "val_attr/f1/hat" in scalars
 
 
 class PhaseProbe(L.Callback):
@@ -164,3 +251,43 @@ def test_resume_before_switch_switches_on_time(tmp_path: Path) -> None:
     resumed = _fit(tmp_path, max_epochs=3, ckpt_path=tmp_path / "ckpt" / "epoch0.ckpt")
     assert [(e, name) for e, name, _ in resumed.seen] == [(1, "SGD"), (2, "SGD")]
     assert [lr for *_, lr in resumed.seen] == pytest.approx([0.005, 0.05])
+
+
+class TwoGroupModule(L.LightningModule):
+    """A linear model whose weight and bias train at different learning rates."""
+
+    optimizer_phases = ({"name": "sgd", "epochs": 1},)
+    active_phase = 0
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = torch.nn.Linear(2, 1)
+
+    def training_step(self, batch: list[torch.Tensor], batch_idx: int) -> torch.Tensor:
+        return self.layer(batch[0]).square().mean()
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        data = torch.utils.data.TensorDataset(torch.ones(4, 2))
+        return torch.utils.data.DataLoader(data, batch_size=2)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        groups = [{"params": [self.layer.weight], "lr": 0.1}, {"params": [self.layer.bias]}]
+        return torch.optim.SGD(groups, lr=0.01)
+
+
+def test_learning_rate_per_group_only_when_groups_differ(tmp_path: Path) -> None:
+    trainer = L.Trainer(
+        accelerator="cpu",
+        max_epochs=1,
+        callbacks=[OptimizerSwap()],
+        logger=L.pytorch.loggers.CSVLogger(tmp_path, name="csv", version=""),
+        log_every_n_steps=1,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+    )
+    trainer.fit(TwoGroupModule())
+    table = pd.read_csv(tmp_path / "csv" / "metrics.csv")
+    rates = table.dropna(subset=["train/lr"])
+    assert rates["step"].tolist() == [0, 1]  # both steps, one point each
+    assert rates["train/lr/group0"].tolist() == rates["train/lr"].tolist() == [0.1, 0.1]
+    assert rates["train/lr/group1"].tolist() == [0.01, 0.01]

@@ -1,9 +1,11 @@
 """``attrnet-reid``: re-ID evaluation (study validation, Market-1501) and test-mode result lists.
 
-Writes into the run folder: ``reid_metrics.json``, TensorBoard scalars and ranked-list images,
-``ranked_lists/*.png``, and in test mode ``reid_test.txt`` in the study's format. ``attrnet-train``
-with a ``reid`` section calls ``evaluate`` on its best checkpoint (``reid_config``); under DDP
-every rank embeds its share of the images, the features are gathered and rank 0 writes.
+Writes into the run folder: ``reid_metrics.json``, TensorBoard scalars (``reid/<distance>/*``)
+and ranked-list images at the checkpoint's global step, ``ranked_lists/*.png``, and in test mode
+``reid_test.txt`` in the study's format. ``attrnet-train`` with a ``reid`` section calls
+``evaluate`` on its best checkpoint (``reid_config``) with its own loggers, so the figures join
+the training run's TensorBoard; under DDP every rank embeds its share of the images, the
+features are gathered and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 from torch.utils.tensorboard import SummaryWriter
 
@@ -43,6 +46,13 @@ from attrnet.retrieval import (
 from attrnet.retrieval.features import extract_features
 from attrnet.retrieval.gather import gather_rows, rank_and_world_size, shard_indices
 from attrnet.retrieval.rank import UNKNOWN_CAMERA
+from attrnet.tensorboard import (
+    curated_reid_hparams,
+    log_final_metrics,
+    log_run_overview,
+    register_hparams,
+    summary_writers,
+)
 
 MODES = ("val", "market1501", "test")
 
@@ -194,14 +204,31 @@ def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> 
     return OmegaConf.merge(options, train_cfg.reid, run)
 
 
-def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
+def reid_metric_names(cfg: DictConfig) -> list[str]:
+    """The TensorBoard tags of the headline figures ``evaluate`` logs for ``cfg``."""
+    if cfg.mode == "test":
+        return [f"reid/{cfg.distances[0]}/{name}" for name in ("threshold", "val_mean_f1")]
+    return [f"reid/{d}/{name}" for d in cfg.distances for name in ("mAP", "rank1")]
+
+
+def evaluate(
+    cfg: DictConfig, loggers: list[Logger] | None = None, step: int | None = None
+) -> dict[str, dict[str, float]]:
     """Run ``attrnet-reid``; returns per-distance metrics (val/market1501) or test-mode figures.
 
+    The figures go to ``loggers`` at ``step`` (default: the checkpoint's global step); without
+    ``loggers``, to those of ``cfg.logger`` as a TensorBoard HParams session of their own.
     Under DDP every rank computes the same results from gathered features; rank 0 writes.
     """
     run = ReidRun(cfg)
     output_dir = Path(cfg.paths.output_dir)
     writes = rank_and_world_size()[0] == 0
+    own_session = loggers is None
+    if own_session:
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+        register_hparams(loggers, curated_reid_hparams(cfg), reid_metric_names(cfg))
+        log_run_overview(loggers, cfg, None)
+    step = run.module.checkpoint_position[0] if step is None else step
     # validation features serve the val protocol, the test-mode threshold and the weights
     if cfg.mode != "market1501" or "weighted" in cfg.distances:
         val, val_query, val_gallery = _study_val_sides(run)
@@ -232,15 +259,17 @@ def evaluate(cfg: DictConfig) -> dict[str, dict[str, float]]:
             )
             results[metric] = rank.as_dict()
         if writes:
-            writer = SummaryWriter(str(output_dir / "tensorboard"))
-            for metric, row in results.items():
-                for name, value in row.items():
-                    writer.add_scalar(f"reid/{metric}/{name}", value)
-            _ranked_list_pictures(run, writer, output_dir, query, gallery, shown, protocol)
-            writer.close()
+            writer = next(iter(summary_writers(loggers)), None)
+            _ranked_list_pictures(run, writer, step, output_dir, query, gallery, shown, protocol)
             _print_table(results, cfg)
     if not writes:
         return results
+    scalars = {f"reid/{d}/{k}": float(v) for d, row in results.items() for k, v in row.items()}
+    if own_session:
+        log_final_metrics(loggers, step, scalars)
+    else:
+        for logger in loggers:
+            logger.log_metrics(scalars, step=step)
     payload = {
         "mode": cfg.mode,
         "features": cfg.features,
@@ -298,14 +327,16 @@ def _test_mode(
 
 def _ranked_list_pictures(
     run: ReidRun,
-    writer: SummaryWriter,
+    writer: SummaryWriter | None,
+    step: int,
     output_dir: Path,
     query: Side,
     gallery: Side,
     distmat: torch.Tensor,
     protocol: str,
 ) -> None:
-    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard.
+    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard
+    (``writer``, at ``step``; ``None``: files only).
 
     ``distmat`` is the evaluated matrix of the first distance, so the pictures show exactly
     the ranking that was scored (re-ranking included).
@@ -332,8 +363,8 @@ def _ranked_list_pictures(
             )
         )
     save_ranked_lists(pictures, output_dir / "ranked_lists")
-    for index, picture in enumerate(pictures):
-        writer.add_image(f"reid/ranked_list_{index}", np.asarray(picture), dataformats="HWC")
+    for index, picture in enumerate(pictures if writer is not None else []):
+        writer.add_image(f"reid/ranked_list_{index}", np.asarray(picture), step, dataformats="HWC")
 
 
 def _print_table(results: dict[str, dict[str, float]], cfg: DictConfig) -> None:

@@ -19,18 +19,27 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.loggers import TensorBoardLogger
 from omegaconf import DictConfig, OmegaConf
 
 from attrnet.checkpoints import load_checkpoint
 from attrnet.cli.common import CONFIG_PATH, format_table
 from attrnet.cli.reid import evaluate as evaluate_reid
-from attrnet.cli.reid import reid_config
+from attrnet.cli.reid import reid_config, reid_metric_names
 from attrnet.data.datamodule import AttributeDataModule
-from attrnet.evaluation import evaluate_attributes, log_final_metrics
+from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
 from attrnet.metrics import per_attribute_table
 from attrnet.models.module import AttributeModule
+from attrnet.tensorboard import (
+    curated_hparams,
+    final_metric_names,
+    log_final_metrics,
+    log_interval,
+    log_run_overview,
+    logging_step,
+    register_hparams,
+    training_layout,
+)
 
 SUMMARY_METRICS = (
     "mA",
@@ -46,16 +55,6 @@ SUMMARY_METRICS = (
 
 def _instantiate_dict(section: DictConfig | None) -> list[Any]:
     return [instantiate(item) for item in (section or {}).values() if item is not None]
-
-
-def _hparams_for_logging(cfg: DictConfig) -> dict[str, Any]:
-    """The chosen settings, flattened, for TensorBoard's HParams tab."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    keep = {
-        k: plain[k] for k in ("data", "model", "loss", "optimizer", "trainer", "seed") if k in plain
-    }
-    keep["data"] = {k: v for k, v in keep["data"].items() if k != "_target_"}
-    return keep
 
 
 def _check_ddp_launch(trainer: L.Trainer) -> None:
@@ -114,40 +113,47 @@ def train(cfg: DictConfig) -> dict[str, float]:
         cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=max_epochs
     )
     _check_ddp_launch(trainer)
-
-    metric_names = {f"val/{name}": 0.0 for name in SUMMARY_METRICS}
-    for logger in trainer.loggers:
-        if isinstance(logger, TensorBoardLogger):
-            logger.log_hyperparams(_hparams_for_logging(cfg), metric_names)
+    steps_per_epoch = len(datamodule.train_dataloader()) // (
+        trainer.world_size * trainer.accumulate_grad_batches
+    )
+    trainer.log_every_n_steps = log_interval(steps_per_epoch, trainer.log_every_n_steps)
 
     # optional re-ID evaluation of the best checkpoint; its options are checked before training
     reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
     if reid_cfg is not None:
         datamodule.tables.require_identities("the reid step")
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
-
     checkpoint = next(
         (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
     )
-    best = (
-        checkpoint.best_model_path
-        if checkpoint is not None and checkpoint.best_model_path
-        else None
-    )
+    group = "best" if checkpoint is not None else "final"  # TensorBoard tags of the evaluation
+    extra = [f"{group}/epoch", *(reid_metric_names(reid_cfg) if reid_cfg is not None else [])]
+    groups = (group, "val", "test") if len(datamodule.test_frame) else (group, "val")
+    metric_names = final_metric_names(groups, SUMMARY_METRICS, extra)
+    register_hparams(trainer.loggers, curated_hparams(cfg), metric_names)
+    log_run_overview(trainer.loggers, cfg, training_layout((*SUMMARY_METRICS, "loss")))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+
+    best = (checkpoint.best_model_path or None) if checkpoint is not None else None
+    model.logs_validation = False  # logged below under best/*, not as one more val/* point
     trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     metrics = dict(model.last_val_metrics)
     test = None
     if len(datamodule.test_frame):  # the held-out test images, scored once with the best weights
         device = trainer.strategy.root_device
         test = evaluate_attributes(model, datamodule, datamodule.test_frame, best, device)
-        log_final_metrics(trainer, test, "test")
+    last = (max(logging_step(trainer) - 1, 0), trainer.current_epoch - 1)
+    step, epoch = model.checkpoint_position if best else last
+    final = {f"{group}/{k}": v for k, v in metrics.items() if "/" not in k}
     if trainer.is_global_zero:
         _report(output_dir, metrics, datamodule.attributes, best, test)
     if reid_cfg is not None:
         if best is None:
             raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
         reid_cfg.ckpt_path = best
-        evaluate_reid(reid_cfg)  # every DDP rank takes part; rank 0 writes reid_metrics.json
+        # every DDP rank takes part; rank 0 writes reid_metrics.json and the reid/* scalars
+        evaluate_reid(reid_cfg, loggers=trainer.loggers, step=step)
+    tested = {} if test is None else final_scalars(test, "test")
+    log_final_metrics(trainer.loggers, step, final, tested, {f"{group}/epoch": epoch})
     return metrics
 
 

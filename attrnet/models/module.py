@@ -13,7 +13,7 @@ import lightning as L
 import numpy as np
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.loggers import TensorBoardLogger
+from torchmetrics import MeanMetric
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
 from attrnet.data.splits import study_reid_protocol
@@ -33,6 +33,7 @@ from attrnet.optim import (
 from attrnet.retrieval.distances import compute_distance
 from attrnet.retrieval.gather import gather_indexed
 from attrnet.retrieval.rank import evaluate_rank
+from attrnet.tensorboard import logging_step, summary_writers
 
 DEFAULT_PHASES = (
     {"optimizer": "adamw", "epochs": 50, "lr": 3e-4},
@@ -68,6 +69,10 @@ class AttributeModule(L.LightningModule):
     (``data.sampler=identity`` gives P x K batches). Validation then also logs the study's re-ID
     protocol on the validation identities (``val/reid_rank1``, ``val/reid_mAP``).
     ``compile`` wraps the convolutional trunk in ``torch.compile``.
+
+    Each validation leaves its figures in ``last_val_metrics``; with ``logs_validation`` off
+    (the final evaluation of the best checkpoint) it logs nothing, so no ``val/*`` curve gets
+    a point that is not a training epoch. Figures go to TensorBoard at the global step.
     """
 
     def __init__(
@@ -119,6 +124,12 @@ class AttributeModule(L.LightningModule):
         pos_weight, neg_weight = attribute_weights(torch.tensor(positive_ratio), loss_strategy)
         self.criterion = WeightedBCEWithLogits(pos_weight, neg_weight)
         self.val_metrics = AttributeMetrics(self.attribute_names, threshold=threshold)
+        self.val_loss = MeanMetric(nan_strategy="disable")  # a NaN loss shows as NaN
+        self.logs_validation = True
+        #: (step of its last validation on the TensorBoard axis, epoch) of the checkpoint
+        #: loaded last: where its weights sit on the curves
+        self.checkpoint_position: tuple[int, int] | None = None
+        self._validation_step = 0
         self.optimizer_phases = [normalize_phase(dict(p)) for p in optimizer_phases]
         self.active_phase = 0
         self.last_val_metrics: dict[str, float] = {}
@@ -190,7 +201,7 @@ class AttributeModule(L.LightningModule):
         embedding = self.embed(batch["image"])
         logits = self.head(embedding)
         loss = self.criterion(logits, batch["target"])
-        self.log("val/loss", loss, on_epoch=True, sync_dist=True, batch_size=len(logits))
+        self.val_loss.update(loss.detach(), len(logits))
         self.val_metrics.update(logits, batch["target"])
         if self.identity_branch and "identity" in batch:
             self._val_identity.append(
@@ -211,15 +222,21 @@ class AttributeModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         results = {name: float(value) for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
+        results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' images
+        self.val_loss.reset()
+        if self._val_identity:
+            results.update(self._validation_reid())
+        if not self.trainer.sanity_checking:
+            self.last_val_metrics = results
+        if not self.logs_validation:
+            return
         summary = {k: v for k, v in results.items() if "/" not in k}
         self.log("val/mA", summary.pop("mA"), prog_bar=True)
         self.log_dict({f"val/{k}": v for k, v in summary.items()})
-        if self._val_identity:
-            self.log_dict(self._validation_reid())
         if self.trainer.sanity_checking:
             return
         self.log_dict({f"val_attr/{k}": v for k, v in results.items() if "/" in k})
-        self.last_val_metrics = results
+        self._validation_step = logging_step(self.trainer)
         self._log_figures(results)
 
     def _validation_reid(self) -> dict[str, float]:
@@ -246,17 +263,18 @@ class AttributeModule(L.LightningModule):
             max_rank=min(5, len(gallery)),
             protocol="study",
         )
-        return {"val/reid_rank1": float(result.cmc[0]), "val/reid_mAP": float(result.mAP)}
+        return {"reid_rank1": float(result.cmc[0]), "reid_mAP": float(result.mAP)}
 
     def _log_figures(self, results: dict[str, float]) -> None:
-        logger = next((lg for lg in self.loggers if isinstance(lg, TensorBoardLogger)), None)
-        if logger is None or self.global_rank != 0:
+        """The F1 bar chart and the predictions grid, on the scalars' (global) step axis."""
+        writers = summary_writers(self.loggers)
+        if not writers:
             return
+        writer = writers[0]
         f1 = {name: results[f"f1/{name}"] for name in self.attribute_names}
-        writer = logger.experiment
-        writer.add_figure(
-            "val/f1_per_attribute", attribute_bar_chart(f1, "validation F1"), self.current_epoch
-        )
+        title = f"validation F1, epoch {self.current_epoch}"
+        step = self._validation_step
+        writer.add_figure("val/f1_per_attribute", attribute_bar_chart(f1, title), step)
         if self._example_batch is not None and self.hparams.num_logged_images > 0:
             grid = prediction_grid(
                 self._example_batch["images"],
@@ -265,7 +283,7 @@ class AttributeModule(L.LightningModule):
                 self.attribute_names,
                 self.hparams.threshold,
             )
-            writer.add_image("val/predictions", grid, self.current_epoch, dataformats="HWC")
+            writer.add_image("val/predictions", grid, step, dataformats="HWC")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         """Sigmoid probabilities (B, N)."""
@@ -312,6 +330,7 @@ class AttributeModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["optimizer_phase"] = self.active_phase
         checkpoint["normalization"] = self.normalization
+        checkpoint["validation_step"] = self._validation_step
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.active_phase = int(checkpoint.get("optimizer_phase", 0))
@@ -322,3 +341,7 @@ class AttributeModule(L.LightningModule):
             ]
         # checkpoints written before it was saved were all trained with ImageNet statistics
         self.normalization = checkpoint.get("normalization", self.normalization)
+        self.checkpoint_position = (
+            int(checkpoint.get("validation_step", checkpoint.get("global_step", 0))),
+            int(checkpoint.get("epoch", 0)),
+        )

@@ -21,6 +21,13 @@ GRID_LINES = 16
 GRID_LINE_HEIGHT = 12
 GRID_GAP = 6
 GRID_COLOURS = {"correct": (0, 128, 0), "wrong": (210, 0, 0), "missed": (230, 120, 0)}
+#: The legend line above the grid: what each colour means.
+GRID_LEGEND = (
+    ("predicted, true", "correct"),
+    ("predicted, false", "wrong"),
+    ("(true, missed)", "missed"),
+)
+GRID_LEGEND_HEIGHT = 16
 
 
 def attribute_bar_chart(values: dict[str, float], title: str) -> Figure:
@@ -47,8 +54,8 @@ def prediction_grid(
     """Validation images with their attributes as one uint8 HWC picture for TensorBoard.
 
     Under each image: the predicted positives (green if true, red if not) and the missed true
-    ones in parentheses (orange). Drawn with Pillow: a matplotlib figure of the same took about
-    a second per validation epoch on two CPU cores.
+    ones in parentheses (orange); a legend line above the grid says so. Drawn with Pillow: a
+    matplotlib figure of the same took about a second per validation epoch on two CPU cores.
     """
     count = len(images)
     rows = max(1, int(np.ceil(count / columns)))
@@ -56,14 +63,20 @@ def prediction_grid(
     scale = max(1, GRID_PICTURE_HEIGHT // height)
     cell_width = max(width * scale, GRID_TEXT_WIDTH) + GRID_GAP
     cell_height = height * scale + GRID_LINES * GRID_LINE_HEIGHT + GRID_GAP
-    canvas = Image.new("RGB", (columns * cell_width, rows * cell_height), "white")
+    canvas = Image.new(
+        "RGB", (columns * cell_width, GRID_LEGEND_HEIGHT + rows * cell_height), "white"
+    )
     draw = ImageDraw.Draw(canvas)
     font = ImageFont.load_default()
+    left = 2
+    for text, kind in GRID_LEGEND:
+        draw.text((left, 2), text, fill=GRID_COLOURS[kind], font=font)
+        left += int(draw.textlength(text, font=font)) + 16
     mean = torch.tensor(IMAGENET_MEAN).view(3, 1, 1)
     std = torch.tensor(IMAGENET_STD).view(3, 1, 1)
     for index in range(count):
         left = (index % columns) * cell_width
-        top = (index // columns) * cell_height
+        top = GRID_LEGEND_HEIGHT + (index // columns) * cell_height
         picture = (images[index].float().cpu() * std + mean).clamp(0, 1).mul(255).round()
         picture = Image.fromarray(picture.byte().permute(1, 2, 0).numpy())
         canvas.paste(picture.resize((width * scale, height * scale), Image.NEAREST), (left, top))
