@@ -27,9 +27,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.cli.common import load_attribute_module
-from attrnet.cli.reid import ReidRun, evaluate, reid_config
+from attrnet.cli.reid import evaluate, reid_config, reid_inputs
 from attrnet.cli.train import train
 from attrnet.retrieval.gather import gather_rows, shard_indices
+from attrnet.retrieval.pipeline import ReidRun
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 OVERRIDES = [
@@ -114,7 +115,7 @@ def _features_worker(rank: int, world_size: int, port: int, config: str, out: st
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        run = ReidRun(OmegaConf.create(config))
+        run = ReidRun(*reid_inputs(OmegaConf.create(config)))
         features = run.features(run.datamodule.val_frame)
         torch.save(features, Path(out) / f"features_{rank}.pt")
     finally:
@@ -126,7 +127,7 @@ def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> No
     cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
     with open_dict(cfg):
         cfg.device = "cpu"
-    run = ReidRun(cfg)
+    run = ReidRun(*reid_inputs(cfg))
     single = run.features(run.datamodule.val_frame)
     mp.spawn(
         _features_worker,
