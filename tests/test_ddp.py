@@ -39,7 +39,7 @@ OVERRIDES = [
     "optimizer=adamw",
     "optimizer.epochs=1",
 ]
-REID = "reid={mode:val,distances:[euclidean,weighted]}"
+REID = ["reid=default", "reid.mode=val", "reid.distances=[euclidean,weighted]"]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         *OVERRIDES,
-        REID,
+        *REID,
         f"hydra.run.dir={run}",
         f"paths.log_dir={base / 'logs'}",
     ]
@@ -71,7 +71,7 @@ def _single_process_config(ddp_run: Path, output_dir: Path) -> DictConfig:
     return compose_config(
         "train",
         output_dir,
-        [*OVERRIDES, REID, "trainer.accelerator=cpu", f"data.split_file={ddp_run / 'split.json'}"],
+        [*OVERRIDES, *REID, "trainer.accelerator=cpu", f"data.split_file={ddp_run / 'split.json'}"],
     )
 
 

@@ -10,7 +10,6 @@ ranked-list pictures, and in test mode ``reid_test.txt``, into the run folder.
 from __future__ import annotations
 
 from dataclasses import fields
-from importlib import resources
 from pathlib import Path
 
 import hydra
@@ -27,25 +26,19 @@ from attrnet.retrieval.pipeline import ReidOptions, resolve_device, run_reid, ru
 
 
 def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> DictConfig:
-    """The ``attrnet-reid`` config for a training run: ``conf/reid.yaml``'s options updated by
-    the run's ``reid`` section, with its data and folder (results land there); ``ckpt_path`` is
-    ``checkpoint`` (``None``: left to set once training has chosen the best checkpoint)."""
-    options = OmegaConf.create(resources.files("attrnet.conf").joinpath("reid.yaml").read_text())
-    options.pop("defaults")
-    allowed = [key for key in options if key not in ("ckpt_path", "task_name")]
-    unknown = sorted(set(train_cfg.reid) - set(allowed))
-    if unknown:
-        raise ValueError(
-            f"reid.{unknown[0]}: not an option of the re-ID step; it takes those of "
-            f"conf/reid.yaml: {', '.join(allowed)}"
-        )
-    run = {
-        "data": OmegaConf.to_container(train_cfg.data, resolve=True),
-        "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
-    }
-    if checkpoint is not None:
-        run["ckpt_path"] = str(checkpoint)
-    return OmegaConf.merge(options, train_cfg.reid, run)
+    """The ``attrnet-reid`` config of a training run's re-ID step: the options of its ``reid``
+    group (``conf/reid/default.yaml``, composed by Hydra) with the run's data and folder
+    (results land there); ``ckpt_path`` is ``checkpoint`` (``None``: left to set once training
+    has chosen the best checkpoint)."""
+    options = OmegaConf.to_container(train_cfg.reid, resolve=True)
+    return OmegaConf.create(
+        {
+            **options,
+            "data": OmegaConf.to_container(train_cfg.data, resolve=True),
+            "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
+            "ckpt_path": "???" if checkpoint is None else str(checkpoint),
+        }
+    )
 
 
 def reid_inputs(

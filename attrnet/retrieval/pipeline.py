@@ -40,7 +40,7 @@ MODES = ("val", "market1501", "test")
 
 @dataclass(frozen=True)
 class ReidOptions:
-    """What a re-ID run computes (``conf/reid.yaml`` documents each option and its default)."""
+    """What a re-ID run computes (``conf/reid/default.yaml`` documents each option and default)."""
 
     mode: str = "val"
     features: str = "logits"
