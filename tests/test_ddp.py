@@ -27,9 +27,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.cli.common import load_attribute_module
-from attrnet.cli.reid import ReidRun, evaluate, reid_config
+from attrnet.cli.reid import evaluate, reid_config, reid_inputs
 from attrnet.cli.train import train
 from attrnet.retrieval.gather import gather_rows, shard_indices
+from attrnet.retrieval.pipeline import ReidRun
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 OVERRIDES = [
@@ -38,7 +39,7 @@ OVERRIDES = [
     "optimizer=adamw",
     "optimizer.epochs=1",
 ]
-REID = "reid={mode:val,distances:[euclidean,weighted]}"
+REID = ["reid=default", "reid.mode=val", "reid.distances=[euclidean,weighted]"]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "trainer.accelerator=cpu",
         "trainer.devices=2",
         *OVERRIDES,
-        REID,
+        *REID,
         f"hydra.run.dir={run}",
         f"paths.log_dir={base / 'logs'}",
     ]
@@ -70,7 +71,7 @@ def _single_process_config(ddp_run: Path, output_dir: Path) -> DictConfig:
     return compose_config(
         "train",
         output_dir,
-        [*OVERRIDES, REID, "trainer.accelerator=cpu", f"data.split_file={ddp_run / 'split.json'}"],
+        [*OVERRIDES, *REID, "trainer.accelerator=cpu", f"data.split_file={ddp_run / 'split.json'}"],
     )
 
 
@@ -116,7 +117,7 @@ def _features_worker(rank: int, world_size: int, port: int, config: str, out: st
     torch.set_num_threads(1)
     dist.init_process_group("gloo", rank=rank, world_size=world_size)
     try:
-        run = ReidRun(OmegaConf.create(config))
+        run = ReidRun(*reid_inputs(OmegaConf.create(config)))
         features = run.features(run.datamodule.val_frame)
         torch.save(features, Path(out) / f"features_{rank}.pt")
     finally:
@@ -128,7 +129,7 @@ def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> No
     cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
     with open_dict(cfg):
         cfg.device = "cpu"
-    run = ReidRun(cfg)
+    run = ReidRun(*reid_inputs(cfg))
     single = run.features(run.datamodule.val_frame)
     mp.spawn(
         _features_worker,

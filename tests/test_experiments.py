@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import submitit
 from hydra import compose, initialize_config_module
+from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
@@ -235,11 +236,13 @@ def test_slurm_launcher_composes_to_an_sbatch_script(
 
 
 def test_reid_step_takes_attrnet_reid_options(tmp_path: Path) -> None:
-    cfg = compose_config("train", tmp_path, ["reid={distances:[weighted],flip:true}"])
+    options = ["reid=default", "reid.distances=[weighted]", "reid.flip=true"]
+    cfg = compose_config("train", tmp_path, options)
     reid = reid_config(cfg, tmp_path / "best.ckpt")
-    assert (reid.distances, reid.flip, reid.mode) == (["weighted"], True, "val")  # + reid.yaml
+    assert (reid.distances, reid.flip, reid.mode) == (["weighted"], True, "val")  # + defaults
     assert reid.data.source._target_ == cfg.data.source._target_
     assert reid.paths.output_dir == str(tmp_path)
-    bad = compose_config("train", tmp_path, ["reid={distance:[weighted]}"])
-    with pytest.raises(ValueError, match="reid.distance: not an option"):
-        reid_config(bad)
+    assert reid.ckpt_path == str(tmp_path / "best.ckpt")
+    assert compose_config("train", tmp_path).get("reid") is None  # no re-ID step by default
+    with pytest.raises(ConfigCompositionException, match="Could not override 'reid.distance'"):
+        compose_config("train", tmp_path, ["reid=default", "reid.distance=[weighted]"])

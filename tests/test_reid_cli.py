@@ -1,4 +1,5 @@
-"""attrnet-reid on a trained checkpoint: the three modes, their files, TensorBoard images."""
+"""attrnet-reid on a trained checkpoint: the three modes, their files, TensorBoard images; the
+same pipeline from Python (no Hydra)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.checkpoints import load_checkpoint
 from attrnet.cli.reid import evaluate
+from attrnet.data.datamodule import AttributeDataModule
+from attrnet.data.sources import SyntheticSource
+from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval import read_reid_results
+from attrnet.retrieval.pipeline import ReidOptions, run_reid
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
@@ -77,3 +82,34 @@ def test_test_mode_writes_reid_test_txt(trained_run: Path, tmp_path: Path) -> No
 def test_weighted_distance_needs_attribute_features(trained_run: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="needs attribute features"):
         _reid(trained_run, tmp_path, "features=embedding", "distances=[weighted]")
+
+
+def test_the_pipeline_from_python_gives_the_command_s_results(
+    trained_run: Path, tmp_path: Path
+) -> None:
+    checkpoint = trained_run / "checkpoints" / "last.ckpt"
+    module = load_attribute_module(checkpoint)
+    source = SyntheticSource(
+        tmp_path / "cache",
+        num_train_ids=10,
+        num_test_ids=4,
+        images_per_id=4,
+        height=64,
+        width=32,
+        num_junk=4,
+        num_distractors=4,
+    )
+    datamodule = AttributeDataModule(
+        source,
+        image_size=tuple(module.hparams.image_size),
+        eval_batch_size=64,
+        cache_images=False,
+        split_file=str(trained_run / "split.json"),
+    )
+    options = ReidOptions(distances=("euclidean", "weighted"), num_ranked_lists=2)
+    results = run_reid(module, datamodule, options, tmp_path / "python", checkpoint, "cpu")
+    command = _reid(trained_run, tmp_path / "command", "distances=[euclidean,weighted]")
+    assert results == command
+    saved = json.loads((tmp_path / "python" / "reid_metrics.json").read_text())
+    assert saved["results"] == results and saved["checkpoint"] == str(checkpoint)
+    assert len(list((tmp_path / "python" / "ranked_lists").glob("*.png"))) == 2

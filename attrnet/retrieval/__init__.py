@@ -1,6 +1,7 @@
 """Re-identification from features: distances, CMC/mAP/mINP, re-ranking, thresholds, outputs.
 
-Needs only torch, numpy and PIL (no training code), so it also serves saved features.
+These need only torch, numpy and PIL (no training code), so they also serve saved features;
+``attrnet.retrieval.pipeline`` runs them on the features of a trained module (``attrnet-reid``).
 """
 
 from attrnet.retrieval.distances import (

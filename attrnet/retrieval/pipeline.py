@@ -1,0 +1,332 @@
+"""The re-ID pipeline of a trained module: features -> distances -> evaluate, re-rank or cut ->
+``reid_metrics.json``, ``reid_test.txt`` and ranked-list pictures, usable from Python.
+
+Modes: ``val`` (the study's protocol on the run's validation identities: one query per
+identity, the rest gallery), ``market1501`` (query vs gallery with the Market-1501 rules) and
+``test`` (unlabelled queries; lists cut at a distance threshold chosen on validation). Under
+DDP every rank embeds its share of the images, the features are gathered, every rank computes
+the same results and rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from lightning.pytorch.loggers import Logger
+from torch.utils.tensorboard import SummaryWriter
+
+from attrnet.data.datamodule import AttributeDataModule
+from attrnet.data.market import JUNK_ID
+from attrnet.data.splits import study_reid_protocol
+from attrnet.errors import DataError
+from attrnet.io import atomic_write_text
+from attrnet.metrics import AttributeMetrics
+from attrnet.models.module import AttributeModule
+from attrnet.retrieval.distances import compute_distance, weights_from_scores
+from attrnet.retrieval.features import extract_features
+from attrnet.retrieval.gather import gather_rows, rank_and_world_size, shard_indices
+from attrnet.retrieval.outputs import write_reid_results
+from attrnet.retrieval.rank import UNKNOWN_CAMERA, evaluate_rank
+from attrnet.retrieval.rerank import re_ranking
+from attrnet.retrieval.threshold import choose_threshold, cut_ranked_lists
+from attrnet.retrieval.visualize import draw_ranked_list, save_ranked_lists
+from attrnet.tensorboard import summary_writers
+
+MODES = ("val", "market1501", "test")
+
+
+@dataclass(frozen=True)
+class ReidOptions:
+    """What a re-ID run computes (``conf/reid/default.yaml`` documents each option and default)."""
+
+    mode: str = "val"
+    features: str = "logits"
+    flip: bool = False
+    distances: tuple[str, ...] = ("euclidean",)
+    weights_from: str = "f1"
+    rerank: bool = False
+    rerank_k1: int = 20
+    rerank_k2: int = 6
+    rerank_lambda: float = 0.3
+    max_rank: int = 50
+    max_results: int = 50
+    query_seed: int = 0
+    num_ranked_lists: int = 8
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
+        object.__setattr__(self, "distances", tuple(self.distances))
+
+
+@dataclass
+class Side:
+    """One side of a retrieval problem: image table and its features."""
+
+    frame: pd.DataFrame
+    features: torch.Tensor
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``: CUDA when available, else the CPU; any other name as given."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def run_split_file(checkpoint: str | Path) -> Path | None:
+    """``split.json`` of the run folder that holds ``checkpoints/<file>.ckpt``; ``None`` when
+    the run's data defined its own validation images (``split.csv`` only)."""
+    path = Path(checkpoint).resolve().parent.parent / "split.json"
+    if not path.is_file() and path.with_suffix(".csv").is_file():
+        return None
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path}: no split.json beside the checkpoint's run folder; pass split_file=... "
+            "(the validation identities the model did not train on)"
+        )
+    return path
+
+
+class ReidRun:
+    """Features, weights and distances of one trained module on one dataset.
+
+    ``datamodule`` is set up here for validation; its attributes must be the module's (errors
+    name ``checkpoint``, the module's file, when given).
+    """
+
+    def __init__(
+        self,
+        module: AttributeModule,
+        datamodule: AttributeDataModule,
+        options: ReidOptions,
+        device: torch.device,
+        checkpoint: str | Path | None = None,
+    ) -> None:
+        self.module, self.datamodule = module, datamodule
+        self.options, self.device = options, device
+        datamodule.prepare_data()
+        datamodule.setup("validate")
+        datamodule.tables.require_identities(f"attrnet-reid mode={options.mode}")
+        if datamodule.attributes != module.attribute_names:
+            raise DataError(
+                f"{checkpoint or 'the module'}: the checkpoint predicts "
+                f"{len(module.attribute_names)} attributes that differ from the data's "
+                f"{len(datamodule.attributes)}"
+            )
+
+    def features(self, frame: pd.DataFrame, kind: str | None = None) -> torch.Tensor:
+        """Features of ``frame``'s images; under DDP each rank embeds its share (gathered)."""
+        paths = frame["path"].tolist()
+        shard = shard_indices(len(paths))
+        loader = self.datamodule.image_loader([paths[i] for i in shard])
+        local = extract_features(
+            self.module, loader, kind or self.options.features, self.options.flip, self.device
+        )
+        return gather_rows(local, shard, len(paths))
+
+    def attribute_weights(self, val: Side) -> torch.Tensor:
+        """Per-attribute weights from validation F1 or accuracy (the study's weighted distance)."""
+        if self.options.features not in ("logits", "probabilities"):
+            raise ValueError(
+                "the weighted distance needs attribute features (logits or probabilities)"
+            )
+        logits = (
+            val.features
+            if self.options.features == "logits"
+            else self.features(val.frame, "logits")
+        )
+        names = self.module.attribute_names
+        metrics = AttributeMetrics(names)
+        metrics.update(logits, torch.as_tensor(val.frame[names].to_numpy()))
+        results = metrics.compute()
+        key = {"f1": "f1", "accuracy": "accuracy"}[self.options.weights_from]
+        return weights_from_scores(torch.stack([results[f"{key}/{n}"] for n in names]))
+
+    def distance(
+        self, query: Side, gallery: Side, metric: str, weights: torch.Tensor | None
+    ) -> torch.Tensor:
+        options = self.options
+        if metric == "random":  # chance level: a seeded random ranking, the reference row
+            generator = torch.Generator().manual_seed(options.query_seed)
+            return torch.rand(len(query.frame), len(gallery.frame), generator=generator)
+        kind = "euclidean" if metric == "weighted" and weights is None else metric
+        if options.rerank:
+            return re_ranking(
+                query.features,
+                gallery.features,
+                options.rerank_k1,
+                options.rerank_k2,
+                options.rerank_lambda,
+                metric=kind,
+                weights=weights,
+            )
+        return compute_distance(query.features, gallery.features, kind, weights=weights)
+
+    def study_val_sides(self) -> tuple[Side, Side, Side]:
+        """Validation features, split into the study's one-query-per-identity protocol."""
+        frame = self.datamodule.val_frame
+        val = Side(frame, self.features(frame))
+        query_rows, gallery_rows = study_reid_protocol(
+            frame["person_id"].to_numpy(), self.options.query_seed
+        )
+        query = Side(frame.iloc[query_rows].reset_index(drop=True), val.features[query_rows])
+        gallery = Side(frame.iloc[gallery_rows].reset_index(drop=True), val.features[gallery_rows])
+        return val, query, gallery
+
+    def table_sides(self) -> tuple[Side, Side]:
+        """The data source's query and gallery tables with their features."""
+        tables = self.datamodule.tables
+        if tables.query is None or tables.gallery is None:
+            raise DataError(
+                f"{self.options.mode} mode needs query and gallery images in the data source"
+            )
+        return Side(tables.query, self.features(tables.query)), Side(
+            tables.gallery, self.features(tables.gallery)
+        )
+
+
+def run_reid(
+    module: AttributeModule,
+    datamodule: AttributeDataModule,
+    options: ReidOptions,
+    output_dir: str | Path,
+    checkpoint: str | Path | None = None,
+    device: torch.device | str = "auto",
+    loggers: Sequence[Logger] = (),
+    step: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Evaluate ``module`` on ``datamodule``: per-distance rank metrics (val, market1501) or
+    the test mode's threshold and list figures, also written to ``output_dir``
+    (``reid_metrics.json``, ranked-list pictures, ``reid_test.txt``) and logged at ``step`` to
+    ``loggers`` (scalars ``reid/<distance>/<name>``; the pictures to their TensorBoard)."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    run = ReidRun(module, datamodule, options, device, checkpoint)
+    output_dir = Path(output_dir)
+    writes = rank_and_world_size()[0] == 0
+    # validation features serve the val protocol, the test-mode threshold and the weights
+    if options.mode != "market1501" or "weighted" in options.distances:
+        val, val_query, val_gallery = run.study_val_sides()
+    weights = run.attribute_weights(val) if "weighted" in options.distances else None
+    if options.mode == "test":
+        results = _test_mode(run, output_dir if writes else None, (val_query, val_gallery), weights)
+    else:
+        if options.mode == "val":
+            query, gallery, protocol = val_query, val_gallery, "study"
+        else:
+            (query, gallery), protocol = run.table_sides(), "market1501"
+        results, shown = {}, None
+        for metric in options.distances:
+            distmat = run.distance(query, gallery, metric, weights)
+            shown = distmat if shown is None else shown
+            rank = evaluate_rank(
+                distmat,
+                query.frame["person_id"].to_numpy(),
+                gallery.frame["person_id"].to_numpy(),
+                query.frame["camera_id"].to_numpy(),
+                gallery.frame["camera_id"].to_numpy(),
+                max_rank=min(options.max_rank, len(gallery.frame)),
+                protocol=protocol,
+            )
+            results[metric] = rank.as_dict()
+        if writes:
+            writer = next(iter(summary_writers(loggers)), None)
+            _ranked_list_pictures(run, writer, step, output_dir, query, gallery, shown, protocol)
+    if writes:
+        scalars = {f"reid/{d}/{k}": float(v) for d, row in results.items() for k, v in row.items()}
+        for logger in loggers:
+            logger.log_metrics(scalars, step=step)
+        payload = {
+            "mode": options.mode,
+            "features": options.features,
+            "rerank": options.rerank,
+            "checkpoint": None if checkpoint is None else str(checkpoint),
+            "results": results,
+        }
+        atomic_write_text(output_dir / "reid_metrics.json", json.dumps(payload, indent=1))
+    return results
+
+
+def _test_mode(
+    run: ReidRun,
+    output_dir: Path | None,
+    val: tuple[Side, Side],
+    weights: torch.Tensor | None,
+) -> dict[str, dict[str, float]]:
+    """Choose the threshold on validation, cut the test lists there, write ``reid_test.txt``
+    into ``output_dir`` (``None``: a DDP rank other than 0, which only computes)."""
+    metric = run.options.distances[0]
+    val_distmat = run.distance(*val, metric, weights)
+    choice = choose_threshold(
+        val_distmat,
+        val[0].frame["person_id"].to_numpy(),
+        val[1].frame["person_id"].to_numpy(),
+        max_results=run.options.max_results,
+    )
+    query, gallery = run.table_sides()
+    lists = cut_ranked_lists(
+        run.distance(query, gallery, metric, weights), choice.threshold, run.options.max_results
+    )
+    lengths = np.array([len(i) for i in lists])
+    figures = {
+        "threshold": choice.threshold,
+        "val_mean_f1": choice.mean_f1,
+        "mean_list_length": float(lengths.mean()),
+        "max_list_length": int(lengths.max()),
+    }
+    if output_dir is not None:
+        names = gallery.frame["image"].to_numpy()
+        write_reid_results(
+            output_dir / "reid_test.txt",
+            query.frame["image"].tolist(),
+            [names[i].tolist() for i in lists],
+        )
+    return {metric: figures}
+
+
+def _ranked_list_pictures(
+    run: ReidRun,
+    writer: SummaryWriter | None,
+    step: int,
+    output_dir: Path,
+    query: Side,
+    gallery: Side,
+    distmat: torch.Tensor,
+    protocol: str,
+) -> None:
+    """Query + top-10, green border for a match and red for a miss: PNG files and TensorBoard
+    (``writer``, at ``step``; ``None``: files only).
+
+    ``distmat`` is the evaluated matrix of the first distance, so the pictures show exactly
+    the ranking that was scored (re-ranking included).
+    """
+    count = min(run.options.num_ranked_lists, len(query.frame))
+    if count == 0:
+        return
+    subset = query.frame.iloc[:count]
+    distmat = distmat[:count].clone()
+    g_pids, g_cams = gallery.frame["person_id"].to_numpy(), gallery.frame["camera_id"].to_numpy()
+    pictures = []
+    for row in range(count):
+        pid, cam = subset["person_id"].iloc[row], subset["camera_id"].iloc[row]
+        if protocol == "market1501":
+            same_camera = (g_cams == cam) & (cam != UNKNOWN_CAMERA)
+            invalid = ((g_pids == pid) & same_camera) | (g_pids == JUNK_ID)
+            distmat[row, torch.as_tensor(invalid)] = float("inf")
+        top = torch.argsort(distmat[row], stable=True)[:10].numpy()
+        pictures.append(
+            draw_ranked_list(
+                subset["path"].iloc[row],
+                gallery.frame["path"].to_numpy()[top].tolist(),
+                (g_pids[top] == pid).tolist(),
+            )
+        )
+    save_ranked_lists(pictures, output_dir / "ranked_lists")
+    for index, picture in enumerate(pictures if writer is not None else []):
+        writer.add_image(f"reid/ranked_list_{index}", np.asarray(picture), step, dataformats="HWC")
