@@ -222,7 +222,7 @@ def test_recipes_compose_with_the_published_settings() -> None:
 def test_reid_refuses_data_without_identities(tmp_path: Path) -> None:
     """PA-100K has no person ids: a reid step is refused before any training."""
     root = write_pa100k(tmp_path / "data")
-    overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid={mode:val}"]
+    overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid=default"]
     cfg = compose_config("train", tmp_path / "run", overrides)
     with pytest.raises(DataError, match="the reid step needs person identities"):
         train_cli.train(cfg)
