@@ -21,6 +21,7 @@ from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import eval_transform
+from attrnet.training import train
 from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta
 from tests.helpers import compose_config
 
@@ -222,8 +223,8 @@ def test_recipes_compose_with_the_published_settings() -> None:
 def test_reid_refuses_data_without_identities(tmp_path: Path) -> None:
     """PA-100K has no person ids: a reid step is refused before any training."""
     root = write_pa100k(tmp_path / "data")
-    overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid={mode:val}"]
+    overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid=default"]
     cfg = compose_config("train", tmp_path / "run", overrides)
     with pytest.raises(DataError, match="the reid step needs person identities"):
-        train_cli.train(cfg)
+        train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()
