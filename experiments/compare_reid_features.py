@@ -25,7 +25,7 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from attrnet.cli.aggregate import markdown_table
+from attrnet.aggregate import markdown_table
 from attrnet.cli.common import compose_run_config
 from attrnet.io import atomic_write_text
 from attrnet.retrieval.from_config import evaluate
