@@ -60,12 +60,12 @@ from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from attrnet.cli.common import compose_run_config
-from attrnet.cli.train import build_data_and_model
 from attrnet.data.batch_augment import train_batch
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.io import atomic_write_text
+from attrnet.training import build_data_and_model
 
 MARKET_TRAIN_IMAGES = 12_936
 MARKET_EPOCHS = 60

@@ -25,11 +25,11 @@ from pathlib import Path
 import pandas as pd
 from omegaconf import DictConfig
 
-from attrnet.cli.aggregate import markdown_table
+from attrnet.aggregate import markdown_table
 from attrnet.cli.common import compose_run_config
-from attrnet.cli.reid import evaluate
-from attrnet.cli.train import train
 from attrnet.io import atomic_write_text
+from attrnet.retrieval.from_config import evaluate
+from attrnet.training import train
 
 #: (model run, feature kind) rows of the table, in order.
 ROWS = (

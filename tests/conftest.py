@@ -49,7 +49,7 @@ def mini_market() -> Path:
 @pytest.fixture(scope="session")
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run folder of one tiny ``attrnet-train`` job (real Hydra config, real Trainer)."""
-    from attrnet.cli.train import train
+    from attrnet.training import train
     from tests.helpers import TINY_OVERRIDES, compose_config
 
     run = tmp_path_factory.mktemp("trained_run")
@@ -62,7 +62,7 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def identity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny trained attention model with an identity branch (``objective=apr``)."""
-    from attrnet.cli.train import train
+    from attrnet.training import train
     from tests.helpers import TINY_OVERRIDES, compose_config
 
     run = tmp_path_factory.mktemp("identity_run")

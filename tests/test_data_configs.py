@@ -21,6 +21,7 @@ from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import eval_transform
+from attrnet.training import train
 from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta
 from tests.helpers import compose_config
 
@@ -225,5 +226,5 @@ def test_reid_refuses_data_without_identities(tmp_path: Path) -> None:
     overrides = ["data=pa100k", f"data.source.root={root}", *ONE_STEP, "reid=default"]
     cfg = compose_config("train", tmp_path / "run", overrides)
     with pytest.raises(DataError, match="the reid step needs person identities"):
-        train_cli.train(cfg)
+        train(cfg)
     assert not (tmp_path / "run" / "checkpoints").exists()

@@ -27,10 +27,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.cli.common import load_attribute_module
-from attrnet.cli.reid import evaluate, reid_config, reid_inputs
-from attrnet.cli.train import train
+from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
 from attrnet.retrieval.gather import gather_rows, shard_indices
 from attrnet.retrieval.pipeline import ReidRun
+from attrnet.training import train
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 OVERRIDES = [

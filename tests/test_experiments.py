@@ -22,7 +22,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from attrnet.cli.reid import reid_config
+from attrnet.retrieval.from_config import reid_config
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

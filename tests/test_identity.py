@@ -14,11 +14,11 @@ from lightning.fabric.utilities.data import _replace_dunder_methods
 from lightning.pytorch.utilities.data import _update_dataloader
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler, RandomSampler
 
-from attrnet.cli.reid import evaluate
-from attrnet.cli.train import train
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.models.identity import IdentityHead
 from attrnet.models.reid_losses import batch_hard_triplet_loss
+from attrnet.retrieval.from_config import evaluate
+from attrnet.training import train
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
@@ -169,7 +169,7 @@ def apr_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, f
         cfg = compose_config(
             "train", run, [*TINY_OVERRIDES, "trainer.accelerator=cpu", "objective=apr"]
         )
-        metrics = train(cfg)
+        metrics = train(cfg).metrics
     return run, metrics
 
 

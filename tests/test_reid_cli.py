@@ -11,11 +11,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.checkpoints import load_checkpoint
-from attrnet.cli.reid import evaluate
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval import read_reid_results
+from attrnet.retrieval.from_config import evaluate
 from attrnet.retrieval.pipeline import ReidOptions, run_reid
 from tests.helpers import TINY_OVERRIDES, compose_config
 

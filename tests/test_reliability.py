@@ -31,8 +31,6 @@ from attrnet.callbacks import NonFiniteLossError, NonFiniteLossGuard, _PendingCh
 from attrnet.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
 from attrnet.cli.common import load_attribute_module
 from attrnet.cli.predict import predict
-from attrnet.cli.reid import evaluate
-from attrnet.cli.train import train
 from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
@@ -40,6 +38,8 @@ from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.transforms import eval_transform
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
+from attrnet.retrieval.from_config import evaluate
+from attrnet.training import train
 from tests.faults import PoisonBatch
 from tests.helpers import TINY_OVERRIDES, compose_config
 

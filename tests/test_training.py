@@ -24,12 +24,12 @@ from tensorboard.plugins.hparams import metadata as hparams_metadata
 from attrnet.attributes import CLASSIFICATION_COLUMNS
 from attrnet.callbacks import OptimizerSwap
 from attrnet.cli.predict import predict
-from attrnet.cli.train import SUMMARY_METRICS, train
 from attrnet.data.splits import IdentitySplit
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 from attrnet.models.plots import GRID_COLOURS, GRID_LEGEND_HEIGHT
 from attrnet.predictions import read_prediction_csv
+from attrnet.training import SUMMARY_METRICS, train
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 
@@ -46,7 +46,7 @@ def test_fit_validate_predict(tmp_path: Path, model: str, precision: str) -> Non
             "trainer.accelerator=cpu",
         ],
     )
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     assert set(SUMMARY_METRICS) <= set(metrics) and 0.0 <= metrics["mA"] <= 1.0
     saved = json.loads((tmp_path / "metrics.json").read_text())
     assert saved["summary"]["mA"] == pytest.approx(metrics["mA"])
@@ -90,7 +90,7 @@ def test_tensorboard_event_files_read_right(tmp_path: Path) -> None:
         tmp_path,
         [*TINY_OVERRIDES, "trainer.accelerator=cpu", "trainer.log_every_n_steps=50"],
     )
-    metrics = train(cfg)
+    metrics = train(cfg).metrics
     events = EventAccumulator(
         str(tmp_path / "tensorboard"), size_guidance={"images": 0, "scalars": 0, "tensors": 0}
     ).Reload()

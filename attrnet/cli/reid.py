@@ -1,111 +1,29 @@
 """``attrnet-reid``: re-ID evaluation (study validation, Market-1501) and test-mode result lists.
 
-Composes the config, loads the checkpoint and its data, and runs the library's re-ID pipeline
-(``attrnet.retrieval.pipeline``), which writes ``reid_metrics.json``, ranked-list pictures and in
-test mode ``reid_test.txt`` into the run folder, and logs ``reid/<distance>/*`` scalars and the
-pictures at the checkpoint's step: to the configured loggers as an HParams session of its own,
-or, from ``attrnet-train``'s re-ID step (``reid_config``), to the training run's loggers.
+Composes the config and calls the library (``attrnet.retrieval.from_config.evaluate``), which
+loads the checkpoint and its data and runs the re-ID pipeline: it writes ``reid_metrics.json``,
+ranked-list pictures and in test mode ``reid_test.txt`` into the run folder, and logs
+``reid/<distance>/*`` scalars and the pictures at the checkpoint's step to the configured loggers
+as an HParams session of its own. Rank 0 prints the results.
 """
 
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import hydra
 import pandas as pd
-import torch
-from hydra.utils import instantiate
-from lightning.pytorch.loggers import Logger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from attrnet.cli.common import CONFIG_PATH, load_attribute_module
-from attrnet.data.datamodule import AttributeDataModule
-from attrnet.models.module import AttributeModule
+from attrnet.cli.common import CONFIG_PATH
+from attrnet.retrieval.from_config import evaluate
 from attrnet.retrieval.gather import rank_and_world_size
-from attrnet.retrieval.pipeline import ReidOptions, resolve_device, run_reid, run_split_file
-from attrnet.tensorboard import (
-    curated_reid_hparams,
-    log_final_metrics,
-    log_run_overview,
-    register_hparams,
-)
 
 
-def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> DictConfig:
-    """The ``attrnet-reid`` config of a training run's re-ID step: the options of its ``reid``
-    group (``conf/reid/default.yaml``, composed by Hydra) with the run's data and folder
-    (results land there); ``ckpt_path`` is ``checkpoint`` (``None``: left to set once training
-    has chosen the best checkpoint)."""
-    options = OmegaConf.to_container(train_cfg.reid, resolve=True)
-    return OmegaConf.create(
-        {
-            **options,
-            "data": OmegaConf.to_container(train_cfg.data, resolve=True),
-            "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
-            "ckpt_path": "???" if checkpoint is None else str(checkpoint),
-        }
-    )
-
-
-def reid_inputs(
-    cfg: DictConfig,
-) -> tuple[AttributeModule, AttributeDataModule, ReidOptions, torch.device]:
-    """The module, its data (the run's validation split by default), the options and the
-    device that an ``attrnet-reid`` config describes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    options = ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
-    device = resolve_device(cfg.device)
-    module = load_attribute_module(cfg.ckpt_path, map_location=device)
-    split = cfg.split_file or run_split_file(cfg.ckpt_path)
-    datamodule = instantiate(
-        cfg.data,
-        image_size=list(module.hparams.image_size),
-        split_file=None if split is None else str(split),
-        cache_images=False,
-        eval_batch_size=cfg.batch_size,
-        num_workers=cfg.num_workers,
-    )
-    return module, datamodule, options, device
-
-
-def reid_metric_names(cfg: DictConfig) -> list[str]:
-    """The TensorBoard tags of the headline figures ``evaluate`` logs for ``cfg``."""
+def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_dir: Path) -> None:
+    """The re-ID figures of a run with ``cfg``'s options, as ``attrnet-reid`` prints them."""
     if cfg.mode == "test":
-        return [f"reid/{cfg.distances[0]}/{name}" for name in ("threshold", "val_mean_f1")]
-    return [f"reid/{d}/{name}" for d in cfg.distances for name in ("mAP", "rank1")]
-
-
-def evaluate(
-    cfg: DictConfig, loggers: list[Logger] | None = None, step: int | None = None
-) -> dict[str, dict[str, float]]:
-    """Run ``attrnet-reid`` as ``cfg`` describes; returns per-distance metrics (val,
-    market1501) or the test mode's figures. The figures go to ``loggers`` at ``step`` (default:
-    the checkpoint's step); without ``loggers``, to those of ``cfg.logger`` as an HParams
-    session of their own. Under DDP every rank takes part; rank 0 prints."""
-    module, datamodule, options, device = reid_inputs(cfg)
-    own_session = loggers is None
-    if own_session:
-        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
-        register_hparams(loggers, curated_reid_hparams(cfg), reid_metric_names(cfg))
-        log_run_overview(loggers, cfg, None)
-    step = module.checkpoint_position[0] if step is None else step
-    output_dir = Path(cfg.paths.output_dir)
-    results = run_reid(
-        module, datamodule, options, output_dir, cfg.ckpt_path, device, loggers, step
-    )
-    if rank_and_world_size()[0] == 0:
-        if own_session:
-            log_final_metrics(loggers, step)  # closes the HParams session
-        _print_results(results, options, output_dir)
-    return results
-
-
-def _print_results(
-    results: dict[str, dict[str, float]], options: ReidOptions, output_dir: Path
-) -> None:
-    if options.mode == "test":
-        figures = results[options.distances[0]]
+        figures = results[cfg.distances[0]]
         print(
             f"Threshold {figures['threshold']:.4f} (validation mean F1 "
             f"{figures['val_mean_f1']:.4f}); lists of at most {figures['max_list_length']} "
@@ -115,8 +33,8 @@ def _print_results(
         table = pd.DataFrame(results).T
         table = table[[c for c in ("rank1", "rank5", "rank10", "mAP", "mINP") if c in table]]
         table.index.name = "distance"
-        extra = ", re-ranked" if options.rerank else ""
-        print(f"\nRe-ID ({options.mode} protocol, {options.features} features{extra}):")
+        extra = ", re-ranked" if cfg.rerank else ""
+        print(f"\nRe-ID ({cfg.mode} protocol, {cfg.features} features{extra}):")
         print(table.round(4).to_string())
     print(f"Run folder: {output_dir}")
 
@@ -124,7 +42,9 @@ def _print_results(
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reid")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-reid``."""
-    evaluate(cfg)
+    results = evaluate(cfg)
+    if rank_and_world_size()[0] == 0:
+        print_results(results, cfg, Path(cfg.paths.output_dir))
 
 
 if __name__ == "__main__":

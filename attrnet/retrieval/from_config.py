@@ -1,0 +1,93 @@
+"""Re-ID evaluation from an ``attrnet-reid`` config: the inputs it names, the tags it logs, and
+the run itself with its logging session, so that ``attrnet-reid`` and ``attrnet-train``'s re-ID
+step both call the library (``attrnet.retrieval.pipeline``) the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+from attrnet.data.datamodule import AttributeDataModule
+from attrnet.models.loading import load_attribute_module
+from attrnet.models.module import AttributeModule
+from attrnet.retrieval.gather import rank_and_world_size
+from attrnet.retrieval.pipeline import ReidOptions, resolve_device, run_reid, run_split_file
+from attrnet.tensorboard import (
+    curated_reid_hparams,
+    log_final_metrics,
+    log_run_overview,
+    register_hparams,
+)
+
+
+def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> DictConfig:
+    """The ``attrnet-reid`` config of a training run's re-ID step: the options of its ``reid``
+    group (``conf/reid/default.yaml``, composed by Hydra) with the run's data and folder
+    (results land there); ``ckpt_path`` is ``checkpoint`` (``None``: left to set once training
+    has chosen the best checkpoint)."""
+    options = OmegaConf.to_container(train_cfg.reid, resolve=True)
+    return OmegaConf.create(
+        {
+            **options,
+            "data": OmegaConf.to_container(train_cfg.data, resolve=True),
+            "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
+            "ckpt_path": "???" if checkpoint is None else str(checkpoint),
+        }
+    )
+
+
+def reid_inputs(
+    cfg: DictConfig,
+) -> tuple[AttributeModule, AttributeDataModule, ReidOptions, torch.device]:
+    """The module, its data (the run's validation split by default), the options and the
+    device that an ``attrnet-reid`` config describes."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    options = ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
+    device = resolve_device(cfg.device)
+    module = load_attribute_module(cfg.ckpt_path, map_location=device)
+    split = cfg.split_file or run_split_file(cfg.ckpt_path)
+    datamodule = instantiate(
+        cfg.data,
+        image_size=list(module.hparams.image_size),
+        split_file=None if split is None else str(split),
+        cache_images=False,
+        eval_batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+    )
+    return module, datamodule, options, device
+
+
+def reid_metric_names(cfg: DictConfig) -> list[str]:
+    """The TensorBoard tags of the headline figures ``evaluate`` logs for ``cfg``."""
+    if cfg.mode == "test":
+        return [f"reid/{cfg.distances[0]}/{name}" for name in ("threshold", "val_mean_f1")]
+    return [f"reid/{d}/{name}" for d in cfg.distances for name in ("mAP", "rank1")]
+
+
+def evaluate(
+    cfg: DictConfig, loggers: list[Logger] | None = None, step: int | None = None
+) -> dict[str, dict[str, float]]:
+    """Run the re-ID evaluation ``cfg`` describes; returns per-distance metrics (val,
+    market1501) or the test mode's figures. The figures go to ``loggers`` at ``step`` (default:
+    the checkpoint's step); without ``loggers``, to those of ``cfg.logger`` as an HParams
+    session of their own. Under DDP every rank takes part; rank 0 writes."""
+    module, datamodule, options, device = reid_inputs(cfg)
+    own_session = loggers is None
+    if own_session:
+        loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
+        register_hparams(loggers, curated_reid_hparams(cfg), reid_metric_names(cfg))
+        log_run_overview(loggers, cfg, None)
+    step = module.checkpoint_position[0] if step is None else step
+    output_dir = Path(cfg.paths.output_dir)
+    results = run_reid(
+        module, datamodule, options, output_dir, cfg.ckpt_path, device, loggers, step
+    )
+    if own_session and rank_and_world_size()[0] == 0:
+        log_final_metrics(loggers, step)  # closes the HParams session
+    return results

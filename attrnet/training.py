@@ -1,0 +1,191 @@
+"""One training job as a ``train`` config describes it: data, model, trainer, fit, the best
+checkpoint's validation, the test split's evaluation, the final logging, ``metrics.json`` and
+the optional re-ID step.
+
+The run folder receives ``split.csv`` (+ ``split.json`` for an identity split), TensorBoard and
+CSV logs, checkpoints (best + last) and ``metrics.json`` with every final validation metric and,
+when the data has test images, the best checkpoint's test metrics (also logged once as
+``test/*``). ``attrnet-train`` composes the config, calls ``train`` and prints its result.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf
+
+from attrnet.checkpoints import load_checkpoint
+from attrnet.data.datamodule import AttributeDataModule
+from attrnet.evaluation import evaluate_attributes, final_scalars
+from attrnet.io import atomic_write_text
+from attrnet.models.module import AttributeModule
+from attrnet.retrieval.from_config import evaluate as evaluate_reid
+from attrnet.retrieval.from_config import reid_config, reid_metric_names
+from attrnet.tensorboard import (
+    curated_hparams,
+    final_metric_names,
+    log_final_metrics,
+    log_interval,
+    log_run_overview,
+    logging_step,
+    register_hparams,
+    training_layout,
+)
+
+SUMMARY_METRICS = (
+    "mA",
+    "instance_accuracy",
+    "instance_precision",
+    "instance_recall",
+    "instance_f1",
+    "macro_precision",
+    "macro_recall",
+    "macro_f1",
+)
+
+
+@dataclass
+class TrainingResult:
+    """What a training job ends with: the final validation ``metrics`` and, when the data has
+    test images, the ``test`` metrics, both of the ``checkpoint`` (the best one; ``None``: the
+    last weights); the re-ID step's per-distance results (``reid``) when it ran.
+    ``is_global_zero``: this process is the one that writes and prints."""
+
+    metrics: dict[str, float]
+    test: dict[str, float] | None
+    attributes: list[str]
+    checkpoint: str | None
+    output_dir: Path
+    is_global_zero: bool
+    reid: dict[str, dict[str, float]] | None = None
+
+
+def _instantiate_dict(section: DictConfig | None) -> list[Any]:
+    return [instantiate(item) for item in (section or {}).values() if item is not None]
+
+
+def _check_ddp_launch(trainer: L.Trainer) -> None:
+    """Refuse DDP that Lightning would start by relaunching the command line inside a local
+    multirun: every process would run the whole sweep again."""
+    if trainer.world_size == 1 or not HydraConfig.initialized():
+        return
+    relaunches = not trainer.strategy.cluster_environment.creates_processes_externally
+    if relaunches and HydraConfig.get().mode == RunMode.MULTIRUN:
+        raise ValueError(
+            "trainer=ddp in a local multirun (-m): Lightning would relaunch the whole sweep "
+            "in each process. Run DDP jobs one at a time, or sweep them with "
+            "hydra/launcher=slurm (or torchrun) where the processes are started externally"
+        )
+
+
+def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, AttributeModule]:
+    """The datamodule (set up for fitting) and the model that ``cfg`` describes; the model's
+    attribute list, loss weights and identity count come from the training split."""
+    datamodule = instantiate(cfg.data)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
+    sizes: dict[str, Any] = {"net": {"num_attributes": len(datamodule.attributes)}}
+    if cfg.model.get("identity_head") is not None:
+        sizes["identity_head"] = {"num_identities": datamodule.num_train_identities}
+    model = instantiate(
+        cfg.model,
+        **sizes,
+        attribute_names=datamodule.attributes,
+        positive_ratio=datamodule.positive_ratio,
+        loss_strategy=cfg.loss.strategy,
+        optimizer_phases=phases,
+        image_size=list(datamodule.image_size),
+        _convert_="all",
+    )
+    if cfg.get("init_from"):
+        model.initialize_from(cfg.init_from)
+    return datamodule, model
+
+
+def train(cfg: DictConfig) -> TrainingResult:
+    """Run one training job described by ``cfg``; returns its final metrics."""
+    if cfg.get("ckpt_path"):  # refuse a missing, corrupt or code-carrying checkpoint up front
+        load_checkpoint(cfg.ckpt_path)
+    L.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+
+    datamodule, model = build_data_and_model(cfg)
+    datamodule.save_split(output_dir)
+    phases = model.optimizer_phases
+    callbacks = _instantiate_dict(cfg.get("callbacks"))
+    loggers = _instantiate_dict(cfg.get("logger"))
+    max_epochs = cfg.trainer.max_epochs or sum(int(p["epochs"]) for p in phases)
+    trainer: L.Trainer = instantiate(
+        cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=max_epochs
+    )
+    _check_ddp_launch(trainer)
+    steps_per_epoch = len(datamodule.train_dataloader()) // (
+        trainer.world_size * trainer.accumulate_grad_batches
+    )
+    trainer.log_every_n_steps = log_interval(steps_per_epoch, trainer.log_every_n_steps)
+
+    # optional re-ID evaluation of the best checkpoint; its options are checked before training
+    reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
+    if reid_cfg is not None:
+        datamodule.tables.require_identities("the reid step")
+    checkpoint = next(
+        (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
+    )
+    group = "best" if checkpoint is not None else "final"  # TensorBoard tags of the evaluation
+    extra = [f"{group}/epoch", *(reid_metric_names(reid_cfg) if reid_cfg is not None else [])]
+    groups = (group, "val", "test") if len(datamodule.test_frame) else (group, "val")
+    metric_names = final_metric_names(groups, SUMMARY_METRICS, extra)
+    register_hparams(trainer.loggers, curated_hparams(cfg), metric_names)
+    log_run_overview(trainer.loggers, cfg, training_layout((*SUMMARY_METRICS, "loss")))
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"), weights_only=True)
+
+    best = (checkpoint.best_model_path or None) if checkpoint is not None else None
+    model.logs_validation = False  # logged below under best/*, not as one more val/* point
+    trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+    metrics = dict(model.last_val_metrics)
+    test = None
+    if len(datamodule.test_frame):  # the held-out test images, scored once with the best weights
+        device = trainer.strategy.root_device
+        test = evaluate_attributes(model, datamodule, datamodule.test_frame, best, device)
+    last = (max(logging_step(trainer) - 1, 0), trainer.current_epoch - 1)
+    step, epoch = model.checkpoint_position if best else last
+    final = {f"{group}/{k}": v for k, v in metrics.items() if "/" not in k}
+    attributes = datamodule.attributes
+    result = TrainingResult(metrics, test, attributes, best, output_dir, trainer.is_global_zero)
+    if trainer.is_global_zero:
+        write_report(result)
+    if reid_cfg is not None:
+        if best is None:
+            raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
+        reid_cfg.ckpt_path = best
+        # every DDP rank takes part; rank 0 writes reid_metrics.json and the reid/* scalars
+        result.reid = evaluate_reid(reid_cfg, loggers=trainer.loggers, step=step)
+    tested = {} if test is None else final_scalars(test, "test")
+    log_final_metrics(trainer.loggers, step, final, tested, {f"{group}/epoch": epoch})
+    return result
+
+
+def summary(metrics: dict[str, float]) -> dict[str, float]:
+    """The headline figures (``SUMMARY_METRICS``) of a full metrics dictionary."""
+    return {name: metrics[name] for name in SUMMARY_METRICS}
+
+
+def write_report(result: TrainingResult) -> None:
+    """Write ``metrics.json`` (checkpoint, summary and all metrics, val and test) atomically."""
+    payload: dict[str, Any] = {
+        "checkpoint": result.checkpoint,
+        "summary": summary(result.metrics),
+        "metrics": result.metrics,
+    }
+    if result.test is not None:
+        payload["test"] = {"summary": summary(result.test), "metrics": result.test}
+    atomic_write_text(result.output_dir / "metrics.json", json.dumps(payload, indent=1))
