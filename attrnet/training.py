@@ -154,8 +154,9 @@ def train(cfg: DictConfig) -> TrainingResult:
     metrics = dict(model.last_val_metrics)
     test = None
     if len(datamodule.test_frame):  # the held-out test images, scored once with the best weights
+        # trainer.validate(ckpt_path=best) has just loaded them into the model: no second read
         device = trainer.strategy.root_device
-        test = evaluate_attributes(model, datamodule, datamodule.test_frame, best, device)
+        test = evaluate_attributes(model, datamodule, datamodule.test_frame, device=device)
     last = (max(logging_step(trainer) - 1, 0), trainer.current_epoch - 1)
     step, epoch = model.checkpoint_position if best else last
     final = {f"{group}/{k}": v for k, v in metrics.items() if "/" not in k}
