@@ -165,19 +165,34 @@ class _PilImages(Dataset):
             return self.transform(image.convert("RGB")), self.targets[index]
 
 
+def pil_loader(
+    paths: list[str],
+    transform: Any,
+    batch_size: int,
+    workers: int,
+    pin_memory: bool,
+    num_outputs: int = 1,
+) -> DataLoader:
+    """The usual re-ID input path: shuffled (image, target) batches decoded by PIL and
+    transformed per image by torchvision in ``workers`` DataLoader processes."""
+    return DataLoader(
+        _PilImages(paths, transform, num_outputs),
+        batch_size=batch_size,
+        shuffle=True,
+        drop_last=True,
+        num_workers=workers,
+        pin_memory=pin_memory,
+        persistent_workers=workers > 0,
+    )
+
+
 def pil_loop(
     paths: list[str], transform: Any, settings: LoopSettings, workers: int
 ) -> dict[str, Any]:
     """(b): the usual PIL + DataLoader input path (``workers`` processes, pinned) + the loop."""
     device = _device()
-    loader = DataLoader(
-        _PilImages(paths, transform, settings.num_outputs),
-        batch_size=settings.batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=workers,
-        pin_memory=device.type == "cuda",
-        persistent_workers=workers > 0,
+    loader = pil_loader(
+        paths, transform, settings.batch_size, workers, device.type == "cuda", settings.num_outputs
     )
 
     def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

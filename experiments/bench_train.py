@@ -49,14 +49,13 @@ import lightning as L
 import torch
 from bench_loops import (  # run as a script: experiments/ is on sys.path
     LoopSettings,
+    pil_loader,
     pil_loop,
     plain_loop,
 )
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from PIL import Image
 from step_profile import StepProfile
-from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms as T
 
 from attrnet.cli.common import compose_run_config
@@ -290,20 +289,6 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
 # ------------------------------------------------------------------------- data-path comparison
 
 
-class PilDataset(Dataset):
-    """The plain baseline: open each JPEG with PIL and apply torchvision transforms to it."""
-
-    def __init__(self, paths: list[str], transform: T.Compose) -> None:
-        self.paths, self.transform = paths, transform
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    def __getitem__(self, index: int) -> torch.Tensor:
-        with Image.open(self.paths[index]) as image:
-            return self.transform(image.convert("RGB"))
-
-
 def pil_transform(size: tuple[int, int]) -> T.Compose:
     """The usual re-ID training transform on PIL images, with Market's augmentation."""
     return T.Compose(
@@ -362,22 +347,15 @@ def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dic
     datamodule.setup("fit")
     cache_s = time.perf_counter() - started
     paths = datamodule.train_frame["path"].tolist()
-    plain = DataLoader(
-        PilDataset(paths, pil_transform(size)),
-        batch_size=batch_size,
-        shuffle=True,
-        drop_last=True,
-        num_workers=args.data_workers,
-        persistent_workers=args.data_workers > 0,
-    )
+    plain = pil_loader(paths, pil_transform(size), batch_size, args.data_workers, pin_memory=False)
     fast_loader = datamodule.train_dataloader()
 
     def fast_step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         images = batch["image"].to(device, non_blocking=True)
         return train_batch(images, size, **MARKET_AUGMENT)
 
-    def plain_step(images: torch.Tensor) -> torch.Tensor:
-        return images.to(device, non_blocking=True)
+    def plain_step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        return batch[0].to(device, non_blocking=True)
 
     fast, slow = [], []
     for _ in range(args.data_repeats):
@@ -446,8 +424,9 @@ def print_tables(report: dict[str, Any]) -> None:
             continue
         cap = run.get("memory_cap_gib") or "-"
         cells = [
-            f"{ref['images_per_s']:.0f}" if ref and "images_per_s" in ref else
-            (ref.get("error", "-")[:60] if ref else "-")
+            f"{ref['images_per_s']:.0f}"
+            if ref and "images_per_s" in ref
+            else (ref.get("error", "-")[:60] if ref else "-")
             for ref in (plain, pil)
         ]
         print(
