@@ -154,9 +154,9 @@ def train(cfg: DictConfig) -> TrainingResult:
     metrics = dict(model.last_val_metrics)
     test = None
     if len(datamodule.test_frame):  # the held-out test images, scored once with the best weights
-        # trainer.validate(ckpt_path=best) has just loaded them into the model: no second read
-        device = trainer.strategy.root_device
-        test = evaluate_attributes(model, datamodule, datamodule.test_frame, device=device)
+        # trainer.validate(ckpt_path=best) has just loaded them into the model: no second read;
+        # the run's trainer predicts (its devices, DDP ranks and precision)
+        test = evaluate_attributes(model, datamodule, datamodule.test_frame, trainer)
     last = (max(logging_step(trainer) - 1, 0), trainer.current_epoch - 1)
     step, epoch = model.checkpoint_position if best else last
     final = {f"{group}/{k}": v for k, v in metrics.items() if "/" not in k}
@@ -168,8 +168,8 @@ def train(cfg: DictConfig) -> TrainingResult:
         if best is None:
             raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
         reid_cfg.ckpt_path = best
-        # every DDP rank takes part; rank 0 writes reid_metrics.json and the reid/* scalars
-        result.reid = evaluate_reid(reid_cfg, loggers=trainer.loggers, step=step)
+        # the run's trainer predicts: every DDP rank takes part; rank 0 writes
+        result.reid = evaluate_reid(reid_cfg, trainer.loggers, step, trainer)
     tested = {} if test is None else final_scalars(test, "test")
     log_final_metrics(trainer.loggers, step, final, tested, {f"{group}/epoch": epoch})
     return result

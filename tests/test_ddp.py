@@ -1,8 +1,10 @@
 """DDP on two CPU processes (gloo): the same validation metrics and re-ID features as one process.
 
 ``attrnet-train trainer=ddp`` runs as a user starts it (Lightning relaunches the command line for
-rank 1). The validation set has an odd number of images (3 identities x 5), so a padding
-sampler would score one image twice; equality to the single-process numbers shows it does not.
+rank 1); features come from ``trainer.predict`` on a 2-process DDP Trainer, gathered on every
+rank; the validation re-ID metric's states are concatenated across ranks by torchmetrics. The
+validation set has an odd number of images (3 identities x 5), so a padding sampler would score
+one image twice; equality to the single-process numbers shows it does not.
 Tolerance: 1e-6 for the attribute metrics (exact integer counts stored as float32) and 1e-5 for
 features and re-ID scores (the ranks batch other images together, which may move the last bits).
 """
@@ -27,9 +29,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.cli.common import load_attribute_module
+from attrnet.inference.predict import prediction_trainer
 from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
-from attrnet.retrieval.gather import gather_rows, shard_indices
 from attrnet.retrieval.pipeline import ReidRun
+from attrnet.retrieval.study_metric import StudyReidMetric
 from attrnet.training import train
 from tests.helpers import TINY_OVERRIDES, compose_config
 
@@ -112,14 +115,22 @@ def _free_port() -> int:
 
 
 def _features_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
-    """One rank: embed the validation images through ``ReidRun.features`` (shard + gather)."""
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    """One rank of an externally started 2-process job (as torchrun or SLURM would start it):
+    embed the validation images through ``ReidRun.features`` on a DDP prediction Trainer."""
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        LOCAL_RANK=str(rank),
+        NODE_RANK="0",
+        WORLD_SIZE=str(world_size),
+    )
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    trainer = prediction_trainer("cpu", world_size)
     try:
-        run = ReidRun(*reid_inputs(OmegaConf.create(config)))
+        run = ReidRun(*reid_inputs(OmegaConf.create(config)), trainer)
         features = run.features(run.datamodule.val_frame)
-        torch.save(features, Path(out) / f"features_{rank}.pt")
+        share = len(trainer.predict_dataloaders.batch_sampler.sampler)  # this rank's images
+        torch.save((features, trainer.world_size, share), Path(out) / f"features_{rank}.pt")
     finally:
         dist.destroy_process_group()
 
@@ -129,7 +140,7 @@ def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> No
     cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
     with open_dict(cfg):
         cfg.device = "cpu"
-    run = ReidRun(*reid_inputs(cfg))
+    run = ReidRun(*reid_inputs(cfg), prediction_trainer("cpu"))
     single = run.features(run.datamodule.val_frame)
     mp.spawn(
         _features_worker,
@@ -137,10 +148,14 @@ def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> No
         nprocs=2,
         join=True,
     )
-    for rank in range(2):  # every rank holds all 15 rows, in dataset order
-        gathered = torch.load(tmp_path / f"features_{rank}.pt")
+    shares = []
+    for rank in range(2):  # every rank embedded its share and holds all 15 rows, in dataset order
+        gathered, world_size, share = torch.load(tmp_path / f"features_{rank}.pt")
+        assert world_size == 2
+        shares.append(share)
         assert gathered.shape == single.shape == (15, len(run.module.attribute_names))
         torch.testing.assert_close(gathered, single, atol=1e-5, rtol=1e-5)
+    assert sorted(shares) == [7, 8]
 
 
 def test_local_ddp_multirun_is_refused(tmp_path: Path) -> None:
@@ -158,11 +173,33 @@ def test_local_ddp_multirun_is_refused(tmp_path: Path) -> None:
         HydraConfig.instance().cfg = None
 
 
-def test_gather_rows_in_one_process_orders_and_checks_indices() -> None:
-    assert shard_indices(5) == [0, 1, 2, 3, 4]
-    rows = torch.arange(8.0).view(4, 2)
-    assert gather_rows(rows, [2, 0, 1, 0], 3).tolist() == [[2.0, 3.0], [4.0, 5.0], [0.0, 1.0]]
-    with pytest.raises(ValueError, match=r"no rank embedded dataset indices \[3\]"):
-        gather_rows(rows, [2, 0, 1, 0], 4)
-    with pytest.raises(ValueError, match=r"\[7\] outside \[0, 3\)"):
-        gather_rows(rows, [2, 0, 1, 7], 3)
+def _metric_worker(rank: int, world_size: int, port: int, out: str) -> None:
+    """One rank: half of the rows (rank 1 also repeats one of rank 0's) into the re-ID metric."""
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world_size)
+    try:
+        features, identities, indices = _metric_rows()
+        mine = indices % world_size == rank
+        if rank == 1:
+            mine[0] = True  # a padding sampler's repeat: must be counted once
+        metric = StudyReidMetric()
+        metric.update(features[mine], identities[mine], indices[mine])
+        torch.save(metric.compute(), Path(out) / f"metric_{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+def _metric_rows() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(0)
+    identities = torch.arange(15) // 3
+    features = torch.randn(15, 8, generator=generator) + identities[:, None] * 0.3
+    return features, identities, torch.arange(15)
+
+
+def test_validation_reid_metric_equals_single_process(tmp_path: Path) -> None:
+    single = StudyReidMetric()
+    single.update(*_metric_rows())
+    expected = single.compute()
+    mp.spawn(_metric_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    for rank in range(2):
+        assert torch.load(tmp_path / f"metric_{rank}.pt") == expected

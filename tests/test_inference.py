@@ -18,8 +18,8 @@ from attrnet.cli.predict import predict
 from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.transforms import eval_transform
-from attrnet.inference.network import load_attribute_module
 from attrnet.inference.onnx_runtime import ModelFileError
+from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import decode_predictions
 from tests.helpers import compose_config
 

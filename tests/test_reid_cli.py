@@ -107,7 +107,7 @@ def test_the_pipeline_from_python_gives_the_command_s_results(
         split_file=str(trained_run / "split.json"),
     )
     options = ReidOptions(distances=("euclidean", "weighted"), num_ranked_lists=2)
-    results = run_reid(module, datamodule, options, tmp_path / "python", checkpoint, "cpu")
+    results = run_reid(module, datamodule, options, tmp_path / "python", checkpoint)
     command = _reid(trained_run, tmp_path / "command", "distances=[euclidean,weighted]")
     assert results == command
     saved = json.loads((tmp_path / "python" / "reid_metrics.json").read_text())

@@ -7,13 +7,12 @@ from pathlib import Path
 import hydra
 import pandas as pd
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader
 
 from attrnet.cli.common import CONFIG_PATH, load_attribute_module
 from attrnet.data.market import list_images
 from attrnet.inference.figure import predictions_figure, save_figure
 from attrnet.inference.images import image_inputs
-from attrnet.inference.network import run_module
+from attrnet.inference.predict import run_module
 from attrnet.predictions import prediction_table, write_prediction_csv
 
 
@@ -23,9 +22,13 @@ def predict(cfg: DictConfig) -> Path:
     paths = list_images(cfg.images_dir)
     size = tuple(module.hparams.image_size)
     images = image_inputs(paths, size)
-    loader = DataLoader(images, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     probabilities = run_module(
-        module, loader, accelerator=cfg.accelerator, precision=cfg.precision
+        module,
+        images,
+        batch_size=cfg.batch_size,
+        num_workers=cfg.num_workers,
+        accelerator=cfg.accelerator,
+        precision=cfg.precision,
     )["probabilities"]
     table = prediction_table(
         [p.name for p in paths], probabilities, module.attribute_names, module.hparams.threshold

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import hydra
 import pandas as pd
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
 from attrnet.retrieval.from_config import evaluate
-from attrnet.retrieval.gather import rank_and_world_size
 
 
+@rank_zero_only
 def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_dir: Path) -> None:
     """The re-ID figures of a run with ``cfg``'s options, as ``attrnet-reid`` prints them."""
     if cfg.mode == "test":
@@ -42,9 +43,7 @@ def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reid")
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-reid``."""
-    results = evaluate(cfg)
-    if rank_and_world_size()[0] == 0:
-        print_results(results, cfg, Path(cfg.paths.output_dir))
+    print_results(evaluate(cfg), cfg, Path(cfg.paths.output_dir))
 
 
 if __name__ == "__main__":

@@ -172,6 +172,6 @@ def load(path: str | Path, device: str = "auto", batch_size: int = 32) -> Model:
         if device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device={device!r}: ONNX models take 'auto', 'cpu' or 'cuda'")
         return Model(OnnxModel(path, providers.get(device)), str(path), batch_size)
-    from attrnet.inference.network import TorchModel
+    from attrnet.inference.predict import TorchModel
 
     return Model(TorchModel(path, device), str(path), batch_size)

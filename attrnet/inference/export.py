@@ -21,14 +21,11 @@ import torch
 from attrnet.data.market import list_images
 from attrnet.inference.images import ImageInputs, image_inputs
 from attrnet.inference.info import METADATA_KEY, ModelInfo
-from attrnet.inference.network import (
-    InferenceNetwork,
-    load_attribute_module,
-    model_info,
-    run_module,
-)
+from attrnet.inference.network import InferenceNetwork, model_info
 from attrnet.inference.onnx_runtime import INPUT_NAME, OnnxModel
+from attrnet.inference.predict import run_module
 from attrnet.io import atomic_open
+from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
 
 DEFAULT_OPSET = 17

@@ -10,13 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
-from attrnet.data.splits import study_reid_protocol
 from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import AttributeResNet50
@@ -30,22 +28,13 @@ from attrnet.optim import (
     scheduler_config,
     upgrade_scheduler_state,
 )
-from attrnet.retrieval.distances import compute_distance
-from attrnet.retrieval.gather import gather_indexed
-from attrnet.retrieval.rank import evaluate_rank
+from attrnet.retrieval.study_metric import StudyReidMetric
 from attrnet.tensorboard import logging_step, summary_writers
 
 DEFAULT_PHASES = (
     {"optimizer": "adamw", "epochs": 50, "lr": 3e-4},
     {"optimizer": "sgd", "epochs": 100, "lr": 1e-2},
 )
-
-
-def _concat_rows(
-    parts: list[tuple[torch.Tensor, ...]],
-) -> tuple[torch.Tensor, ...]:
-    """Concatenate per-batch tuples of tensors field by field."""
-    return tuple(torch.cat(column) for column in zip(*parts, strict=True))
 
 
 class AttributeModule(L.LightningModule):
@@ -134,7 +123,7 @@ class AttributeModule(L.LightningModule):
         self.active_phase = 0
         self.last_val_metrics: dict[str, float] = {}
         self._example_batch: dict[str, torch.Tensor] | None = None
-        self._val_identity: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.val_reid = StudyReidMetric() if self.identity_branch else None
         # the data pipeline's normalisation, saved in checkpoints for inference and export
         self.normalization = {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
@@ -203,14 +192,10 @@ class AttributeModule(L.LightningModule):
         loss = self.criterion(logits, batch["target"])
         self.val_loss.update(loss.detach(), len(logits))
         self.val_metrics.update(logits, batch["target"])
-        if self.identity_branch and "identity" in batch:
-            self._val_identity.append(
-                (
-                    self.identity_feature(embedding).float().cpu(),
-                    batch["identity"].cpu(),
-                    torch.as_tensor(batch["index"]).cpu(),
-                )
-            )
+        if self.val_reid is not None and "identity" in batch:
+            features = self.identity_feature(embedding)
+            index = torch.as_tensor(batch["index"], device=features.device)
+            self.val_reid.update(features, batch["identity"], index)
         if batch_idx == 0:
             keep = self.hparams.num_logged_images
             self._example_batch = {
@@ -224,8 +209,9 @@ class AttributeModule(L.LightningModule):
         self.val_metrics.reset()
         results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' images
         self.val_loss.reset()
-        if self._val_identity:
-            results.update(self._validation_reid())
+        if self.val_reid is not None and self.val_reid.update_called:
+            results.update({k: float(v) for k, v in self.val_reid.compute().items()})
+            self.val_reid.reset()
         if not self.trainer.sanity_checking:
             self.last_val_metrics = results
         if not self.logs_validation:
@@ -238,32 +224,6 @@ class AttributeModule(L.LightningModule):
         self.log_dict({f"val_attr/{k}": v for k, v in results.items() if "/" in k})
         self._validation_step = logging_step(self.trainer)
         self._log_figures(results)
-
-    def _validation_reid(self) -> dict[str, float]:
-        """The study's re-ID protocol on the validation identities, with identity features.
-
-        Under DDP every rank gathers all ranks' rows (duplicates from sampler padding are
-        dropped by dataset index), so each rank logs the same full-set figures.
-        """
-        features, identities, indices = _concat_rows(self._val_identity)
-        self._val_identity = []
-        features, _ = gather_indexed(features, indices)
-        identities = gather_indexed(identities, indices)[0].numpy()
-        query, gallery = study_reid_protocol(identities)
-        if len(query) == 0:
-            return {}
-        distances = compute_distance(features[query], features[gallery], "euclidean")
-        zeros = np.zeros(len(identities), dtype=np.int64)
-        result = evaluate_rank(
-            distances,
-            identities[query],
-            identities[gallery],
-            zeros[query],
-            zeros[gallery],
-            max_rank=min(5, len(gallery)),
-            protocol="study",
-        )
-        return {"reid_rank1": float(result.cmc[0]), "reid_mAP": float(result.mAP)}
 
     def _log_figures(self, results: dict[str, float]) -> None:
         """The F1 bar chart and the predictions grid, on the scalars' (global) step axis."""

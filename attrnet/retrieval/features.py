@@ -1,17 +1,20 @@
-"""Re-ID features of a trained model: attribute logits (the study), identity feature, or both.
+"""Re-ID feature kinds built from a trained model's outputs: attribute logits (the study),
+probabilities, the pooled embedding, the identity feature, or a combination.
 
-The model is any module with ``embed(images) -> (B, D)``, ``head(embedding) -> logits`` and,
-for identity features, ``identity_feature(embedding)``
-(``attrnet.models.module.AttributeModule``); features are computed batched, without gradients,
-optionally averaged with those of the horizontally flipped image.
+The outputs come from the one inference path (``attrnet.inference.predict.run_module``);
+:func:`network_outputs` names those a kind needs and :func:`reid_features` builds the matrix,
+averaged with that of the horizontally flipped images when asked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from attrnet.inference.predict import FLIPPED
 
 FEATURE_KINDS = (
     "logits",
@@ -23,46 +26,37 @@ FEATURE_KINDS = (
 )
 
 
-def _features(model: torch.nn.Module, images: torch.Tensor, kind: str) -> torch.Tensor:
-    embedding = model.embed(images)
-    if kind == "embedding":
-        return embedding
-    if kind == "identity":
-        return model.identity_feature(embedding)
-    logits = model.head(embedding)
-    if kind == "logits":
-        return logits
-    if kind == "probabilities":
-        return torch.sigmoid(logits)
+def network_outputs(kind: str) -> tuple[str, ...]:
+    """The network outputs (``attrnet.inference.info.OUTPUT_NAMES``) that ``kind`` is built from."""
+    if kind not in FEATURE_KINDS:
+        raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
+    return tuple(kind.split("+"))
+
+
+def _combined(values: Mapping[str, torch.Tensor], kind: str) -> torch.Tensor:
+    """One image set's features of ``kind`` from its outputs."""
     if kind == "identity+logits":
-        identity = model.identity_feature(embedding)
+        identity, logits = values["identity"], values["logits"]
         return torch.cat([F.normalize(identity, dim=1), F.normalize(logits, dim=1)], 1)
-    return torch.cat([logits, F.normalize(embedding, dim=1) * logits.norm(dim=1, keepdim=True)], 1)
+    if kind == "logits+embedding":
+        logits, embedding = values["logits"], values["embedding"]
+        scale = logits.norm(dim=1, keepdim=True)
+        return torch.cat([logits, F.normalize(embedding, dim=1) * scale], 1)
+    return values[kind]
 
 
-@torch.no_grad()
-def extract_features(
-    model: torch.nn.Module,
-    batches: Iterable[dict[str, torch.Tensor]],
-    kind: str = "logits",
-    flip: bool = False,
-    device: str | torch.device = "cpu",
-) -> torch.Tensor:
-    """Features (N, D) in float32 on the CPU for every ``batch["image"]`` of ``batches``.
+def reid_features(outputs: Mapping[str, np.ndarray], kind: str, flip: bool = False) -> torch.Tensor:
+    """Features (N, D) float32 of ``kind`` from ``run_module`` outputs.
 
     ``logits+embedding`` concatenates the logits with the L2-normalised embedding scaled to the
     logits' norm, so neither part dominates the Euclidean distance by scale alone.
     ``identity+logits`` concatenates the L2-normalised identity feature and L2-normalised
-    logits: both parts have unit length, so each weighs the same in the distance.
+    logits: both parts have unit length, so each weighs the same in the distance. ``flip``
+    averages with the features of the mirrored images (outputs named ``FLIPPED + name``).
     """
-    if kind not in FEATURE_KINDS:
-        raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {kind!r}")
-    model = model.to(device).eval()
-    chunks = []
-    for batch in batches:
-        images = batch["image"].to(device, non_blocking=True)
-        features = _features(model, images, kind).float()
-        if flip:
-            features = (features + _features(model, images.flip(-1), kind).float()) / 2
-        chunks.append(features.cpu())
-    return torch.cat(chunks)
+    names = network_outputs(kind)
+    features = _combined({n: torch.from_numpy(outputs[n]) for n in names}, kind)
+    if flip:
+        mirrored = _combined({n: torch.from_numpy(outputs[FLIPPED + n]) for n in names}, kind)
+        features = (features + mirrored) / 2
+    return features

@@ -8,16 +8,16 @@ from __future__ import annotations
 from dataclasses import fields
 from pathlib import Path
 
-import torch
+import lightning as L
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
 from attrnet.data.datamodule import AttributeDataModule
+from attrnet.inference.predict import accelerator_of, prediction_trainer
 from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
-from attrnet.retrieval.gather import rank_and_world_size
-from attrnet.retrieval.pipeline import ReidOptions, resolve_device, run_reid, run_split_file
+from attrnet.retrieval.pipeline import ReidOptions, run_reid, run_split_file
 from attrnet.tensorboard import (
     curated_reid_hparams,
     log_final_metrics,
@@ -42,15 +42,12 @@ def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> 
     )
 
 
-def reid_inputs(
-    cfg: DictConfig,
-) -> tuple[AttributeModule, AttributeDataModule, ReidOptions, torch.device]:
-    """The module, its data (the run's validation split by default), the options and the
-    device that an ``attrnet-reid`` config describes."""
+def reid_inputs(cfg: DictConfig) -> tuple[AttributeModule, AttributeDataModule, ReidOptions]:
+    """The module, its data (the run's validation split by default) and the options that an
+    ``attrnet-reid`` config describes."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     options = ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
-    device = resolve_device(cfg.device)
-    module = load_attribute_module(cfg.ckpt_path, map_location=device)
+    module = load_attribute_module(cfg.ckpt_path)
     split = cfg.split_file or run_split_file(cfg.ckpt_path)
     datamodule = instantiate(
         cfg.data,
@@ -60,7 +57,7 @@ def reid_inputs(
         eval_batch_size=cfg.batch_size,
         num_workers=cfg.num_workers,
     )
-    return module, datamodule, options, device
+    return module, datamodule, options
 
 
 def reid_metric_names(cfg: DictConfig) -> list[str]:
@@ -71,13 +68,18 @@ def reid_metric_names(cfg: DictConfig) -> list[str]:
 
 
 def evaluate(
-    cfg: DictConfig, loggers: list[Logger] | None = None, step: int | None = None
+    cfg: DictConfig,
+    loggers: list[Logger] | None = None,
+    step: int | None = None,
+    trainer: L.Trainer | None = None,
 ) -> dict[str, dict[str, float]]:
     """Run the re-ID evaluation ``cfg`` describes; returns per-distance metrics (val,
     market1501) or the test mode's figures. The figures go to ``loggers`` at ``step`` (default:
     the checkpoint's step); without ``loggers``, to those of ``cfg.logger`` as an HParams
-    session of their own. Under DDP every rank takes part; rank 0 writes."""
-    module, datamodule, options, device = reid_inputs(cfg)
+    session of their own. ``trainer`` predicts the features (a training run passes its own, so
+    under DDP every rank takes part and rank 0 writes); by default one on ``cfg.device``."""
+    module, datamodule, options = reid_inputs(cfg)
+    trainer = trainer or prediction_trainer(*accelerator_of(cfg.device))
     own_session = loggers is None
     if own_session:
         loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c is not None]
@@ -86,8 +88,8 @@ def evaluate(
     step = module.checkpoint_position[0] if step is None else step
     output_dir = Path(cfg.paths.output_dir)
     results = run_reid(
-        module, datamodule, options, output_dir, cfg.ckpt_path, device, loggers, step
+        module, datamodule, options, output_dir, cfg.ckpt_path, trainer, loggers, step
     )
-    if own_session and rank_and_world_size()[0] == 0:
+    if own_session and trainer.is_global_zero:
         log_final_metrics(loggers, step)  # closes the HParams session
     return results

@@ -3,9 +3,10 @@
 
 Modes: ``val`` (the study's protocol on the run's validation identities: one query per
 identity, the rest gallery), ``market1501`` (query vs gallery with the Market-1501 rules) and
-``test`` (unlabelled queries; lists cut at a distance threshold chosen on validation). Under
-DDP every rank embeds its share of the images, the features are gathered, every rank computes
-the same results and rank 0 writes.
+``test`` (unlabelled queries; lists cut at a distance threshold chosen on validation). Features
+come from ``trainer.predict`` (``attrnet.inference.predict.run_module``): under a DDP Trainer
+every rank embeds its share of the images and holds all features, every rank computes the same
+results and rank 0 writes.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pandas as pd
 import torch
@@ -25,12 +27,12 @@ from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.market import JUNK_ID
 from attrnet.data.splits import study_reid_protocol
 from attrnet.errors import DataError
+from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.io import atomic_write_text
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.module import AttributeModule
 from attrnet.retrieval.distances import compute_distance, weights_from_scores
-from attrnet.retrieval.features import extract_features
-from attrnet.retrieval.gather import gather_rows, rank_and_world_size, shard_indices
+from attrnet.retrieval.features import network_outputs, reid_features
 from attrnet.retrieval.outputs import write_reid_results
 from attrnet.retrieval.rank import UNKNOWN_CAMERA, evaluate_rank
 from attrnet.retrieval.rerank import re_ranking
@@ -73,13 +75,6 @@ class Side:
     features: torch.Tensor
 
 
-def resolve_device(name: str) -> torch.device:
-    """``auto``: CUDA when available, else the CPU; any other name as given."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def run_split_file(checkpoint: str | Path) -> Path | None:
     """``split.json`` of the run folder that holds ``checkpoints/<file>.ckpt``; ``None`` when
     the run's data defined its own validation images (``split.csv`` only)."""
@@ -98,7 +93,7 @@ class ReidRun:
     """Features, weights and distances of one trained module on one dataset.
 
     ``datamodule`` is set up here for validation; its attributes must be the module's (errors
-    name ``checkpoint``, the module's file, when given).
+    name ``checkpoint``, the module's file, when given). ``trainer`` predicts the features.
     """
 
     def __init__(
@@ -106,11 +101,11 @@ class ReidRun:
         module: AttributeModule,
         datamodule: AttributeDataModule,
         options: ReidOptions,
-        device: torch.device,
+        trainer: L.Trainer,
         checkpoint: str | Path | None = None,
     ) -> None:
         self.module, self.datamodule = module, datamodule
-        self.options, self.device = options, device
+        self.options, self.trainer = options, trainer
         datamodule.prepare_data()
         datamodule.setup("validate")
         datamodule.tables.require_identities(f"attrnet-reid mode={options.mode}")
@@ -122,14 +117,14 @@ class ReidRun:
             )
 
     def features(self, frame: pd.DataFrame, kind: str | None = None) -> torch.Tensor:
-        """Features of ``frame``'s images; under DDP each rank embeds its share (gathered)."""
-        paths = frame["path"].tolist()
-        shard = shard_indices(len(paths))
-        loader = self.datamodule.image_loader([paths[i] for i in shard])
-        local = extract_features(
-            self.module, loader, kind or self.options.features, self.options.flip, self.device
+        """Features of ``frame``'s images, in row order (under DDP: gathered from all ranks)."""
+        kind = kind or self.options.features
+        flip = self.options.flip
+        loader = self.datamodule.image_loader(frame["path"].tolist())
+        outputs = run_module(
+            self.module, loader, network_outputs(kind), trainer=self.trainer, flip=flip
         )
-        return gather_rows(local, shard, len(paths))
+        return reid_features(outputs, kind, flip)
 
     def attribute_weights(self, val: Side) -> torch.Tensor:
         """Per-attribute weights from validation F1 or accuracy (the study's weighted distance)."""
@@ -198,18 +193,19 @@ def run_reid(
     options: ReidOptions,
     output_dir: str | Path,
     checkpoint: str | Path | None = None,
-    device: torch.device | str = "auto",
+    trainer: L.Trainer | None = None,
     loggers: Sequence[Logger] = (),
     step: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Evaluate ``module`` on ``datamodule``: per-distance rank metrics (val, market1501) or
     the test mode's threshold and list figures, also written to ``output_dir``
     (``reid_metrics.json``, ranked-list pictures, ``reid_test.txt``) and logged at ``step`` to
-    ``loggers`` (scalars ``reid/<distance>/<name>``; the pictures to their TensorBoard)."""
-    device = resolve_device(device) if isinstance(device, str) else device
-    run = ReidRun(module, datamodule, options, device, checkpoint)
+    ``loggers`` (scalars ``reid/<distance>/<name>``; the pictures to their TensorBoard).
+    ``trainer`` predicts the features (default: one device chosen by Lightning, fp32)."""
+    trainer = trainer or prediction_trainer()
+    run = ReidRun(module, datamodule, options, trainer, checkpoint)
     output_dir = Path(output_dir)
-    writes = rank_and_world_size()[0] == 0
+    writes = trainer.is_global_zero
     # validation features serve the val protocol, the test-mode threshold and the weights
     if options.mode != "market1501" or "weighted" in options.distances:
         val, val_query, val_gallery = run.study_val_sides()
