@@ -33,6 +33,7 @@ from attrnet.inference.network import (
     run_module,
 )
 from attrnet.io import atomic_write_text
+from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.module import AttributeModule
 
 OUTPUTS = ("logits", "probabilities", "embedding")
@@ -55,7 +56,8 @@ def build_module(args: argparse.Namespace, size: tuple[int, int]) -> AttributeMo
         return load_attribute_module(args.ckpt)
     torch.manual_seed(0)
     names = list(MARKET_TARGETS)
-    return AttributeModule(names, [0.3] * len(names), attention=args.attention, image_size=size)
+    net = AttributeResNet50(len(names), attention=args.attention)
+    return AttributeModule(net, names, [0.3] * len(names), image_size=list(size))
 
 
 def engines(module: AttributeModule, device: str) -> dict[str, Callable[[np.ndarray], object]]:
