@@ -26,14 +26,11 @@ import torch
 
 from attrnet.attributes import MARKET_TARGETS
 from attrnet.inference.export import onnx_bytes
-from attrnet.inference.network import (
-    InferenceNetwork,
-    load_attribute_module,
-    model_info,
-    run_module,
-)
+from attrnet.inference.network import InferenceNetwork, model_info
+from attrnet.inference.predict import run_module
 from attrnet.io import atomic_write_text
 from attrnet.models.backbone import AttributeResNet50
+from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
 
 OUTPUTS = ("logits", "probabilities", "embedding")

@@ -58,7 +58,7 @@ from omegaconf import OmegaConf
 from step_profile import StepProfile
 from torchvision import transforms as T
 
-from attrnet.cli.common import compose_run_config
+from attrnet.config import compose_run_config
 from attrnet.data.batch_augment import train_batch
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource

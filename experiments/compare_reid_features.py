@@ -26,7 +26,7 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from attrnet.aggregate import markdown_table
-from attrnet.cli.common import compose_run_config
+from attrnet.config import compose_run_config
 from attrnet.io import atomic_write_text
 from attrnet.retrieval.from_config import evaluate
 from attrnet.training import train

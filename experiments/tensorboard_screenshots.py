@@ -22,8 +22,6 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-TENSORBOARD_PORT = 6006
-DEVTOOLS_PORT = 9333
 TIME_SERIES_FILTER = "^(train/(lr|loss_step|loss_epoch)|val/(mA|macro_f1|predictions))$"
 #: Closes the Time Series settings pane (open by default on wide windows) to give the cards room.
 CLOSE_SETTINGS = (
@@ -37,8 +35,15 @@ CHROMIUM_FLAGS = [
     "--disable-component-update",
     "--disable-sync",
     "--no-first-run",
-    f"--remote-debugging-port={DEVTOOLS_PORT}",
+    "--remote-debugging-port={port}",
 ]
+
+
+def free_port() -> int:
+    """A TCP port no one listens on now (so a running TensorBoard or browser is left alone)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class DevTools:
@@ -135,21 +140,22 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "figures")
     parser.add_argument("--wait", type=float, default=15.0, help="seconds before each capture")
     args = parser.parse_args()
-    base = f"http://127.0.0.1:{TENSORBOARD_PORT}"
+    tensorboard_port, devtools_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{tensorboard_port}"
     command = [str(Path(sys.executable).parent / "tensorboard"), "--logdir", str(args.logdir)]
     tensorboard = subprocess.Popen(
-        [*command, "--host", "127.0.0.1", "--port", str(TENSORBOARD_PORT)],
+        [*command, "--host", "127.0.0.1", "--port", str(tensorboard_port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     chromium = subprocess.Popen(
-        ["chromium", *CHROMIUM_FLAGS, "about:blank"],
+        ["chromium", *(f.format(port=devtools_port) for f in CHROMIUM_FLAGS), "about:blank"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for(f"{base}/data/runs")
-        pages = json.loads(_wait_for(f"http://127.0.0.1:{DEVTOOLS_PORT}/json"))
+        pages = json.loads(_wait_for(f"http://127.0.0.1:{devtools_port}/json"))
         page = DevTools(next(p for p in pages if p["type"] == "page")["webSocketDebuggerUrl"])
         query = urllib.parse.urlencode({"smoothing": 0, "tagFilter": TIME_SERIES_FILTER})
         series = args.out / "tensorboard_time_series.png"

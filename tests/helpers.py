@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from attrnet.cli.common import compose_run_config as compose_config
+from attrnet.config import compose_run_config as compose_config
 
 __all__ = ["TINY_OVERRIDES", "compose_config"]
 

@@ -16,11 +16,11 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from attrnet.cli import data as data_cli
 from attrnet.cli import reid as reid_cli
 from attrnet.cli import train as train_cli
-from attrnet.cli.common import load_attribute_module
 from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import eval_transform
+from attrnet.models.loading import load_attribute_module
 from attrnet.training import train
 from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta
 from tests.helpers import compose_config

@@ -28,8 +28,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from attrnet.cli.common import load_attribute_module
 from attrnet.inference.predict import prediction_trainer
+from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
 from attrnet.retrieval.pipeline import ReidRun
 from attrnet.retrieval.study_metric import StudyReidMetric

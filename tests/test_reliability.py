@@ -29,7 +29,6 @@ from PIL import Image, ImageFile
 
 from attrnet.callbacks import NonFiniteLossError, NonFiniteLossGuard, _PendingCheck
 from attrnet.checkpoints import AtomicCheckpointIO, CheckpointError, load_checkpoint
-from attrnet.cli.common import load_attribute_module
 from attrnet.cli.predict import predict
 from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.errors import DataError
@@ -37,6 +36,7 @@ from attrnet.data.images import read_image
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.transforms import eval_transform
 from attrnet.models.backbone import AttributeResNet50
+from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
 from attrnet.retrieval.from_config import evaluate
 from attrnet.training import train

@@ -8,11 +8,12 @@ import hydra
 import pandas as pd
 from omegaconf import DictConfig
 
-from attrnet.cli.common import CONFIG_PATH, load_attribute_module
+from attrnet.cli.common import CONFIG_PATH
 from attrnet.data.market import list_images
 from attrnet.inference.figure import predictions_figure, save_figure
 from attrnet.inference.images import image_inputs
 from attrnet.inference.predict import run_module
+from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import prediction_table, write_prediction_csv
 
 
