@@ -2,7 +2,8 @@
 
 An optional identity branch (BNNeck, label-smoothed identity cross-entropy, batch-hard triplet
 loss) turns it into a joint attribute + identity model (APR, Lin et al. 2019) or, with the
-attribute weight at zero, a Bag-of-Tricks re-ID model (Luo et al. 2019).
+attribute weight at zero, a Bag-of-Tricks re-ID model (Luo et al. 2019). Predictions and
+features of a trained module come from ``attrnet.inference.predict.run_module``.
 """
 
 from __future__ import annotations
@@ -244,10 +245,6 @@ class AttributeModule(L.LightningModule):
                 self.hparams.threshold,
             )
             writer.add_image("val/predictions", grid, step, dataformats="HWC")
-
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        """Sigmoid probabilities (B, N)."""
-        return torch.sigmoid(self(batch["image"]).float())
 
     def configure_optimizers(self) -> dict[str, Any]:
         phase = self.optimizer_phases[self.active_phase]
