@@ -19,6 +19,7 @@ from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.transforms import eval_transform
 from attrnet.inference.onnx_runtime import ModelFileError
+from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import decode_predictions
 from tests.helpers import compose_config
@@ -176,3 +177,15 @@ def test_bad_input_gives_clear_errors(trained_run: Path, tmp_path: Path) -> None
         model.features(np.zeros((*SIZE, 3), np.uint8), kind="logit")
     with pytest.raises(ValueError, match="table: columns"):
         model.decode(pd.DataFrame({"x": [0.5]}))
+
+
+def test_run_module_refuses_an_empty_input_and_an_incomplete_prediction(trained_run: Path) -> None:
+    """The one inference path names what went wrong instead of returning fewer rows."""
+    module = load_attribute_module(_ckpt(trained_run))
+    with pytest.raises(ValueError, match="no images to predict"):
+        run_module(module, torch.zeros((0, 3, *SIZE), dtype=torch.uint8), accelerator="cpu")
+    images = torch.zeros((5, 3, *SIZE), dtype=torch.uint8)
+    trainer = prediction_trainer("cpu")
+    trainer.limit_predict_batches = 1
+    with pytest.raises(ValueError, match="covered 2 of 5 images"):
+        run_module(module, images, trainer=trainer, batch_size=2)

@@ -104,7 +104,9 @@ def _gathered(
     """Every rank's prediction rows, in dataset order, as float32 numpy arrays."""
     if not parts:
         raise ValueError(
-            f"{count} images for {trainer.world_size} processes: every process needs at least one"
+            "no images to predict"
+            if count == 0
+            else f"{count} images for {trainer.world_size} processes: each needs at least one"
         )
     rows = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
     if trainer.world_size > 1:
