@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import importlib.util
+
+import pytest
+
 from attrnet.config import compose_run_config as compose_config
 
-__all__ = ["TINY_OVERRIDES", "compose_config"]
+__all__ = ["TINY_OVERRIDES", "compose_config", "needs"]
+
+
+def needs(*modules: str) -> pytest.MarkDecorator:
+    """Skip a test where an optional extra's module is absent (e.g. on a GPU machine with only
+    the core dependencies); ``pip install -e ".[test]"`` has them all."""
+    missing = [m for m in modules if not _importable(m)]
+    return pytest.mark.skipif(bool(missing), reason=f"needs {', '.join(missing)} (an extra)")
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is absent
+        return False
 
 #: A tiny synthetic set and model input so a ResNet50 epoch takes seconds on two CPU cores.
 TINY_OVERRIDES = [

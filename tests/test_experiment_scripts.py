@@ -15,6 +15,7 @@ import pytest
 from PIL import Image
 
 from tests.conftest import REPO
+from tests.helpers import needs
 
 
 def _run(script: str, *args: str) -> str:
@@ -61,6 +62,7 @@ def test_bench_rerank_reports_one_child_run_per_dimension(tmp_path: Path) -> Non
         assert row in stdout
 
 
+@needs("onnx", "onnxruntime")
 def test_bench_inference_times_every_engine_on_a_random_resnet50(tmp_path: Path) -> None:
     out = tmp_path / "inference.json"
     args = ("--sizes", "32x16", "--batches", "2", "--repeats", "1", "--attention")

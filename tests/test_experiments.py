@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import submitit
 from hydra import compose, initialize_config_module
 from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
@@ -23,7 +22,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.retrieval.from_config import reid_config
-from tests.helpers import TINY_OVERRIDES, compose_config
+from tests.helpers import TINY_OVERRIDES, compose_config, needs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -176,6 +175,7 @@ def test_experiment_produces_its_table(
             assert saved["checkpoint"].startswith(str(sweep / run / "checkpoints"))
 
 
+@needs("optuna", "hydra_plugins.hydra_optuna_sweeper")
 def test_optuna_search_runs_two_trials(tmp_path: Path) -> None:
     sweep = _multirun(tmp_path, "hparams_search=mA_optuna", "hydra.sweeper.n_trials=2")
     best = OmegaConf.load(sweep / "optimization_results.yaml")
@@ -187,9 +187,12 @@ def test_optuna_search_runs_two_trials(tmp_path: Path) -> None:
     assert "Optuna best value" in (tmp_path / "results" / "mA_optuna.md").read_text()
 
 
+@needs("submitit", "hydra_plugins.hydra_submitit_launcher")
 def test_slurm_launcher_composes_to_an_sbatch_script(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import submitit
+
     with initialize_config_module("attrnet.conf", version_base="1.3"):
         cfg = compose(
             "train",

@@ -9,10 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
-import onnx
-import onnxruntime as ort
 import pytest
+
+onnx = pytest.importorskip("onnx", reason="needs the onnx extra")
+ort = pytest.importorskip("onnxruntime", reason="needs the onnx extra")
+
+import numpy as np
 
 import attrnet
 from attrnet.cli.export import main as cli_main

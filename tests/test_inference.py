@@ -3,6 +3,7 @@ every input form, search, the predictions figure, and clear errors for bad input
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,7 @@ from attrnet.inference.onnx_runtime import ModelFileError
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import decode_predictions
-from tests.helpers import compose_config
+from tests.helpers import compose_config, needs
 
 SIZE = (32, 16)  # data.image_size of TINY_OVERRIDES
 
@@ -149,11 +150,6 @@ def test_bad_input_gives_clear_errors(trained_run: Path, tmp_path: Path) -> None
     (tmp_path / "broken.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="broken.ckpt: truncated or corrupt"):
         attrnet.load(tmp_path / "broken.ckpt")
-    with pytest.raises(ModelFileError, match="missing.onnx: ONNX file does not exist"):
-        attrnet.load(tmp_path / "missing.onnx")
-    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage")
-    with pytest.raises(ModelFileError, match="broken.onnx: not a readable ONNX model"):
-        attrnet.load(tmp_path / "broken.onnx")
     with pytest.raises(ValueError, match="device='tpu'"):
         attrnet.load(_ckpt(trained_run), device="tpu")
 
@@ -177,6 +173,24 @@ def test_bad_input_gives_clear_errors(trained_run: Path, tmp_path: Path) -> None
         model.features(np.zeros((*SIZE, 3), np.uint8), kind="logit")
     with pytest.raises(ValueError, match="table: columns"):
         model.decode(pd.DataFrame({"x": [0.5]}))
+
+
+def test_missing_onnx_file_and_missing_onnxruntime_are_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(ModelFileError, match="missing.onnx: ONNX file does not exist"):
+        attrnet.load(tmp_path / "missing.onnx")
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x07garbage")
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as without the onnx extra
+    with pytest.raises(ModuleNotFoundError, match=r"model.onnx: .*pip install 'attrnet\[onnx\]'"):
+        attrnet.load(tmp_path / "model.onnx")
+
+
+@needs("onnxruntime")
+def test_damaged_onnx_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "broken.onnx").write_bytes(b"\x08\x07garbage")
+    with pytest.raises(ModelFileError, match="broken.onnx: not a readable ONNX model"):
+        attrnet.load(tmp_path / "broken.onnx")
 
 
 def test_run_module_refuses_an_empty_input_and_an_incomplete_prediction(trained_run: Path) -> None:

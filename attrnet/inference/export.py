@@ -15,8 +15,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import onnx
 import torch
+
+try:
+    import onnx
+except ModuleNotFoundError:  # the optional extra
+    raise ModuleNotFoundError(
+        "ONNX export needs onnx and onnxruntime (pip install 'attrnet[onnx]')"
+    ) from None
 
 from attrnet.data.market import list_images
 from attrnet.inference.images import ImageInputs, image_inputs

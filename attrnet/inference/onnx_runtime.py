@@ -30,11 +30,16 @@ class OnnxModel:
     def __init__(
         self, source: str | Path | bytes, providers: Sequence[str] | None = None, label: str = ""
     ) -> None:
-        import onnxruntime as ort
-
         self.label = label or (str(source) if not isinstance(source, bytes) else "<onnx bytes>")
         if not isinstance(source, bytes) and not Path(source).is_file():
             raise ModelFileError(f"{self.label}: ONNX file does not exist")
+        try:
+            import onnxruntime as ort
+        except ModuleNotFoundError:  # the optional extra
+            raise ModuleNotFoundError(
+                f"{self.label}: running an ONNX model needs onnxruntime "
+                "(pip install 'attrnet[onnx]')"
+            ) from None
         available = ort.get_available_providers()
         if providers is None:
             wanted = ("CUDAExecutionProvider", "CPUExecutionProvider")
