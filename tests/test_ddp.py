@@ -28,6 +28,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from attrnet.evaluation import evaluate_attributes
 from attrnet.inference.predict import prediction_trainer
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
@@ -116,7 +117,8 @@ def _free_port() -> int:
 
 def _features_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
     """One rank of an externally started 2-process job (as torchrun or SLURM would start it):
-    embed the validation images through ``ReidRun.features`` on a DDP prediction Trainer."""
+    embed the validation images through ``ReidRun.features`` on a DDP prediction Trainer, and
+    score them as the test split is scored (``evaluate_attributes``)."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -130,18 +132,21 @@ def _features_worker(rank: int, world_size: int, port: int, config: str, out: st
         run = ReidRun(*reid_inputs(OmegaConf.create(config)), trainer)
         features = run.features(run.datamodule.val_frame)
         share = len(trainer.predict_dataloaders.batch_sampler.sampler)  # this rank's images
-        torch.save((features, trainer.world_size, share), Path(out) / f"features_{rank}.pt")
+        scores = evaluate_attributes(run.module, run.datamodule, run.datamodule.val_frame, trainer)
+        saved = (features, trainer.world_size, share, scores)
+        torch.save(saved, Path(out) / f"features_{rank}.pt")
     finally:
         dist.destroy_process_group()
 
 
-def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> None:
+def test_features_and_scores_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> None:
     checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
     cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
     with open_dict(cfg):
         cfg.device = "cpu"
     run = ReidRun(*reid_inputs(cfg), prediction_trainer("cpu"))
     single = run.features(run.datamodule.val_frame)
+    single_scores = evaluate_attributes(run.module, run.datamodule, run.datamodule.val_frame)
     mp.spawn(
         _features_worker,
         args=(2, _free_port(), OmegaConf.to_yaml(cfg), str(tmp_path)),
@@ -150,11 +155,13 @@ def test_features_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> No
     )
     shares = []
     for rank in range(2):  # every rank embedded its share and holds all 15 rows, in dataset order
-        gathered, world_size, share = torch.load(tmp_path / f"features_{rank}.pt")
+        gathered, world_size, share, scores = torch.load(tmp_path / f"features_{rank}.pt")
         assert world_size == 2
         shares.append(share)
         assert gathered.shape == single.shape == (15, len(run.module.attribute_names))
         torch.testing.assert_close(gathered, single, atol=1e-5, rtol=1e-5)
+        assert scores.keys() == single_scores.keys()  # every rank scores all 15 images
+        assert max(abs(scores[k] - single_scores[k]) for k in scores) <= 1e-6
     assert sorted(shares) == [7, 8]
 
 
