@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-GPU check, under 8 minutes on an H200: install attrnet editable, run the whole test suite
-# on the GPU (accelerator=auto picks it; tests marked `gpu` run), then the training benchmark.
+# on the GPU (accelerator=auto picks it; tests marked `gpu` run), then the training benchmark
+# (presets against the plain loop, the NaN guard's cost, a real run's epoch against steady state).
 #   bash experiments/gpu_check.sh [WHEELS_DIR] [OUT_DIR]
 # WHEELS_DIR: wheels to install first on a machine without a package registry (e.g. Hydra's:
 # hydra-core, omegaconf, antlr4-python3-runtime). The install is editable on purpose: a plain
@@ -28,5 +29,8 @@ timeout 200 $bench --presets gpu gpu_4gb --memory-cap-gib 3.5 --profile 10 \
 # the NaN guard's cost: the same gpu run without it
 timeout 60 $bench --presets gpu --models resnet50 --skip-plain --skip-pil \
     --override '~callbacks.nonfinite_loss' --out "$out/bench_train_gpu_noguard.json" 2>&1 | tail -3
+# a real run's epoch (validation, checkpoints, logging) against steady state x steps
+timeout 150 $bench --presets gpu --models resnet50 --skip-plain --skip-pil --real-epochs 3 \
+    --out "$out/bench_train_real_epoch.json" 2>&1 | tail -3
 echo "test suite exit status: $suite"
 exit "$suite"

@@ -1,5 +1,6 @@
-"""The training benchmark as a user runs it, at a tiny size: the plain loop (a), the PIL loop (b)
-and attrnet's Trainer (c) each run in a fresh process and are reported side by side."""
+"""The training benchmark as a user runs it, at a tiny size: the plain loop (a), the PIL loop (b),
+attrnet's Trainer (c) and a real 2-epoch run (d) each run in a fresh process and are reported
+side by side."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ def test_bench_train_times_the_limit_the_pil_loop_and_attrnet(tmp_path: Path) ->
         *("--presets", "default", "gpu", "--models", "resnet50", "--sizes", "32x16"),
         *("--batch-size", "4", "--train-ids", "6", "--val-ids", "2", "--images-per-id", "4"),
         *("--warmup-steps", "1", "--steps", "2", "--profile", "1", "--pil-workers", "0"),
-        *("--skip-data-path", "--out", str(out)),
+        *("--real-epochs", "2", "--skip-data-path", "--out", str(out)),
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -40,3 +41,13 @@ def test_bench_train_times_the_limit_the_pil_loop_and_attrnet(tmp_path: Path) ->
         assert gpu["attrnet"]["skipped"] == "skipped: the preset needs CUDA"
     ratio = default["attrnet"]["images_per_s"] / default["plain"]["images_per_s"]
     assert f"| {ratio:.2f} |" in done.stdout  # the printed table gives attrnet / plain
+    # (d): every epoch of the real run timed end to end; the last against steady state x steps
+    real = default["real"]
+    assert "error" not in real, real.get("error")
+    assert [epoch["steps"] for epoch in real["epochs"]] == [4, 4]  # 16 train images / batch 4
+    last = real["last_epoch"]
+    assert last["seconds"] == real["epochs"][-1]["seconds"] > last["validation_s"] > 0
+    assert last["expected_s"] == 4 * 4 / default["attrnet"]["images_per_s"]
+    assert last["ratio"] == last["seconds"] / last["expected_s"]
+    row = f"| 2 | {last['seconds']:.2f} | {last['validation_s']:.2f} | {last['expected_s']:.2f} |"
+    assert row in done.stdout
