@@ -29,7 +29,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.evaluation import evaluate_attributes
-from attrnet.inference.predict import prediction_trainer
+from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
 from attrnet.retrieval.pipeline import ReidRun
@@ -115,10 +115,9 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _features_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
-    """One rank of an externally started 2-process job (as torchrun or SLURM would start it):
-    embed the validation images through ``ReidRun.features`` on a DDP prediction Trainer, and
-    score them as the test split is scored (``evaluate_attributes``)."""
+def _external_rank(rank: int, world_size: int, port: int) -> L.Trainer:
+    """This process as rank ``rank`` of a job started from outside (as torchrun or SLURM would
+    start it), and a DDP prediction Trainer over the ranks."""
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -127,7 +126,38 @@ def _features_worker(rank: int, world_size: int, port: int, config: str, out: st
         WORLD_SIZE=str(world_size),
     )
     torch.set_num_threads(1)
-    trainer = prediction_trainer("cpu", world_size)
+    return prediction_trainer("cpu", world_size)
+
+
+def _one_image_worker(rank: int, world_size: int, port: int, checkpoint: str, out: str) -> None:
+    """One rank of a prediction over a single image: every rank refuses it alike (none waits
+    in a collective for a rank that failed)."""
+    trainer = _external_rank(rank, world_size, port)
+    try:
+        module = load_attribute_module(checkpoint)
+        images = torch.zeros((1, 3, *module.hparams.image_size), dtype=torch.uint8)
+        try:
+            run_module(module, images, trainer=trainer)
+        except ValueError as error:
+            (Path(out) / f"one_{rank}.txt").write_text(str(error))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def test_fewer_images_than_ranks_are_refused_on_every_rank(ddp_run: Path, tmp_path: Path) -> None:
+    checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
+    args = (2, _free_port(), checkpoint, str(tmp_path))
+    mp.spawn(_one_image_worker, args=args, nprocs=2, join=True)
+    for rank in range(2):
+        assert (tmp_path / f"one_{rank}.txt").read_text().startswith("1 images for 2 processes")
+
+
+def _features_worker(rank: int, world_size: int, port: int, config: str, out: str) -> None:
+    """One rank of an externally started 2-process job (as torchrun or SLURM would start it):
+    embed the validation images through ``ReidRun.features`` on a DDP prediction Trainer, and
+    score them as the test split is scored (``evaluate_attributes``)."""
+    trainer = _external_rank(rank, world_size, port)
     try:
         run = ReidRun(*reid_inputs(OmegaConf.create(config)), trainer)
         features = run.features(run.datamodule.val_frame)

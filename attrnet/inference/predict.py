@@ -102,16 +102,10 @@ def _gathered(
     parts: list[dict[str, torch.Tensor]], count: int, trainer: L.Trainer
 ) -> dict[str, np.ndarray]:
     """Every rank's prediction rows, in dataset order, as float32 numpy arrays."""
-    if not parts:
-        raise ValueError(
-            "no images to predict"
-            if count == 0
-            else f"{count} images for {trainer.world_size} processes: each needs at least one"
-        )
-    rows = {name: torch.cat([part[name] for part in parts]) for name in parts[0]}
+    rows = {name: torch.cat([part[name] for part in parts]) for name in parts[0]} if parts else {}
     if trainer.world_size > 1:
         rows = {name: torch.cat(gather_all_tensors(value)) for name, value in rows.items()}
-    index = rows.pop("index").cpu()
+    index = rows.pop("index", torch.zeros(0, dtype=torch.long)).cpu()
     order = torch.argsort(index)
     if not torch.equal(index[order], torch.arange(count)):
         raise ValueError(
@@ -149,9 +143,17 @@ def run_module(
     if not isinstance(images, DataLoader):
         images = DataLoader(IndexedImages(images), batch_size, num_workers=num_workers)
     trainer = trainer or prediction_trainer(accelerator, devices, precision)
+    count = len(images.dataset)
+    if count == 0:
+        raise ValueError("no images to predict")
+    if count < trainer.world_size:  # every rank decides alike: none waits in a collective
+        raise ValueError(
+            f"{count} images for {trainer.world_size} processes: Lightning gives every process "
+            "at least one; predict them with a one-device Trainer"
+        )
     with _quiet_lightning():
         parts = trainer.predict(_Predictor(network, flip), images)
-    return _gathered(parts, len(images.dataset), trainer)
+    return _gathered(parts, count, trainer)
 
 
 def accelerator_of(device: str) -> tuple[str, int | list[int]]:
