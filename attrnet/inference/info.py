@@ -12,6 +12,9 @@ from dataclasses import asdict, dataclass
 #: Every output a model can give, in graph order; ``identity`` only with an identity branch.
 OUTPUT_NAMES: tuple[str, ...] = ("logits", "probabilities", "embedding", "identity")
 
+#: Prefix of an output computed on the horizontally flipped images (``run_module(flip=True)``).
+FLIPPED = "flipped:"
+
 #: ONNX metadata key that holds :class:`ModelInfo` as JSON.
 METADATA_KEY = "attrnet"
 

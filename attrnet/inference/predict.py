@@ -21,13 +21,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from torchmetrics.utilities.distributed import gather_all_tensors
 
-from attrnet.inference.info import ModelInfo
+from attrnet.inference.info import FLIPPED, ModelInfo
 from attrnet.inference.network import InferenceNetwork, model_info
 from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
-
-#: Prefix of the outputs of the horizontally flipped images (``run_module(flip=True)``).
-FLIPPED = "flipped:"
 
 
 class IndexedImages(Dataset):

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from attrnet.inference.predict import FLIPPED
+from attrnet.inference.info import FLIPPED
 
 FEATURE_KINDS = (
     "logits",
