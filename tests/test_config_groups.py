@@ -101,9 +101,9 @@ def test_course_choice_reads_the_study_layout() -> None:
     assert cfg.data.val_count == 151  # the study's 600 / 151 identity split
 
 
-@pytest.mark.parametrize("experiment", ["peta_baseline", "pa100k_baseline"])
-def test_recipe_choices_are_rethinking_of_par(experiment: str) -> None:
-    cfg = _compose(f"experiment={experiment}")
+@pytest.mark.parametrize("choice", ["experiment=peta_baseline", "experiment=pa100k_baseline"])
+def test_recipe_choices_are_rethinking_of_par(choice: str) -> None:
+    cfg = _compose(choice)
     (phase,) = _phases(cfg)
     assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource"))
     assert (cfg.loss.strategy, phase["optimizer"], phase["lr"]) == ("deepmar", "adam", 1e-4)
