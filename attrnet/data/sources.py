@@ -150,35 +150,18 @@ class SyntheticSource(DataSource):
 
     ``annotations`` picks the reader it is loaded through: ``mat`` (Market layout +
     ``market_attribute.mat``) or ``csv`` (the study's course CSV over ``bounding_box_train``).
+    ``params`` are those of ``attrnet.synthetic.SyntheticParams`` (seed, identities, images per
+    identity, size, junk, distractors), checked here.
     """
 
     def __init__(
-        self,
-        cache_dir: str | Path | None = None,
-        annotations: str = "mat",
-        seed: int = 0,
-        num_train_ids: int = 200,
-        num_test_ids: int = 100,
-        images_per_id: int = 12,
-        height: int = 128,
-        width: int = 64,
-        num_junk: int = 40,
-        num_distractors: int = 40,
+        self, cache_dir: str | Path | None = None, annotations: str = "mat", **params: int
     ) -> None:
         if annotations not in ("mat", "csv"):
             raise ValueError(f"annotations must be 'mat' or 'csv', got {annotations!r}")
         self.cache_dir = cache_dir
         self.annotations = annotations
-        self.params = SyntheticParams(
-            seed,
-            num_train_ids,
-            num_test_ids,
-            images_per_id,
-            height,
-            width,
-            num_junk,
-            num_distractors,
-        )
+        self.params = SyntheticParams(**params)
         self.params.validate()
 
     def prepare(self) -> Path:

@@ -285,19 +285,10 @@ def _write_course_csv(path: Path, train: pd.DataFrame) -> None:
 
 
 def generate_synthetic_market(
-    root: Path | str,
-    *,
-    seed: int = 0,
-    num_train_ids: int = 200,
-    num_test_ids: int = 100,
-    images_per_id: int = 12,
-    height: int = 128,
-    width: int = 64,
-    num_junk: int = 40,
-    num_distractors: int = 40,
-    workers: int | None = None,
+    root: Path | str, *, workers: int | None = None, **params: int
 ) -> Path:
-    """Write a synthetic Market-1501 into ``root`` and return ``root``.
+    """Write a synthetic Market-1501 into ``root`` and return ``root``; ``params`` are those of
+    :class:`SyntheticParams` (seed, identities, images per identity, size, junk, distractors).
 
     Layout: ``bounding_box_train/`` (train ids), ``bounding_box_test/`` (test ids, junk
     ``-1`` and distractors ``0000``), ``query/`` (one image from each of two cameras per test
@@ -311,8 +302,7 @@ def generate_synthetic_market(
     by "spawn" (macOS, Windows) need the calling script's code under ``if __name__ ==
     "__main__":``.
     """
-    params = SyntheticParams(seed, num_train_ids, num_test_ids, images_per_id, height, width,
-                             num_junk, num_distractors)
+    params = SyntheticParams(**params)
     params.validate()
     root = Path(root)
     if root.exists() and any(root.iterdir()):
@@ -321,13 +311,13 @@ def generate_synthetic_market(
         (root / folder).mkdir(parents=True, exist_ok=True)
     train_ids, test_ids = _person_ids(params)
     all_ids = np.concatenate([train_ids, test_ids])
-    attributes_rng = _rng(seed, _STREAM_ATTRIBUTES)
+    attributes_rng = _rng(params.seed, _STREAM_ATTRIBUTES)
     fields = pd.concat([sample_identity_attributes(len(ids), attributes_rng)
                         for ids in (train_ids, test_ids)])
     fields.index = pd.Index(all_ids, name="id")
     jobs = [(int(pid), {name: int(v) for name, v in fields.iloc[position].items()},
              position >= len(train_ids)) for position, pid in enumerate(all_ids)]
-    _render_all(root, params, jobs, _worker_count(workers, len(jobs) * images_per_id))
+    _render_all(root, params, jobs, _worker_count(workers, len(jobs) * params.images_per_id))
     _write_fragments(root, _cameras(params), params)
     _write_mat(root / "market_attribute.mat", fields.loc[train_ids], fields.loc[test_ids])
     _write_course_csv(root / "annotations_train.csv", fields.loc[train_ids])
