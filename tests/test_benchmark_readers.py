@@ -106,6 +106,9 @@ def test_peta_reader_rule_on_written_layout(tmp_path: Path) -> None:
     assert evaluation.attributes == list(PETA_35) and len(PETA_35) == 35
     row = evaluation.labelled.set_index("image").loc["GRID/230_x.jpeg"]
     assert row["carryingBackpack"] == 1 and row["personalMale"] == 0 and row["hairLong"] == 1
+    chosen = PetaSource(root, attributes=["hairLong", "carryingBackpack"]).load()  # a list
+    assert chosen.attributes == ["hairLong", "carryingBackpack"]
+    assert chosen.labelled.set_index("image").loc["GRID/230_x.jpeg", "carryingBackpack"] == 1
     (root / "GRID" / "archive" / "Label.txt").write_text("1 a\n2 b\n1 c\n")
     with pytest.raises(DataError, match=r"Label.txt: line 3: id '1' labelled twice"):
         scan_peta(root)

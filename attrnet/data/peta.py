@@ -143,8 +143,8 @@ class PetaSource(DataSource):
                 stacklevel=2,
             )
         found = sorted({label for labels in frame["labels"] for label in labels})
-        names = {"peta35": list(PETA_35), "all": found}.get(self.attributes, self.attributes)
-        names = list(names) if not isinstance(names, str) else [names]
+        chosen = self.attributes
+        names = list(PETA_35) if chosen == "peta35" else found if chosen == "all" else list(chosen)
         targets = np.zeros((len(frame), len(names)), dtype=np.int64)
         column = {name: index for index, name in enumerate(names)}
         for row, labels in enumerate(frame["labels"]):
