@@ -207,7 +207,7 @@ def test_invalid_parameters_are_rejected(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="images_per_id"):
         generate_synthetic_market(tmp_path / "a", images_per_id=3)
     with pytest.raises(ValueError, match="num_test_ids"):
-        SyntheticParams(num_test_ids=0).validate()
+        SyntheticParams(num_test_ids=0)
     (tmp_path / "b").mkdir()
     (tmp_path / "b" / "stale.txt").write_text("x")
     with pytest.raises(FileExistsError):

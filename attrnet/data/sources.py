@@ -151,7 +151,7 @@ class SyntheticSource(DataSource):
     ``annotations`` picks the reader it is loaded through: ``mat`` (Market layout +
     ``market_attribute.mat``) or ``csv`` (the study's course CSV over ``bounding_box_train``).
     ``params`` are those of ``attrnet.synthetic.SyntheticParams`` (seed, identities, images per
-    identity, size, junk, distractors), checked here.
+    identity, size, junk, distractors), checked when it is built.
     """
 
     def __init__(
@@ -162,7 +162,6 @@ class SyntheticSource(DataSource):
         self.cache_dir = cache_dir
         self.annotations = annotations
         self.params = SyntheticParams(**params)
-        self.params.validate()
 
     def prepare(self) -> Path:
         """Generate the set into the cache unless it is already there; returns its folder."""

@@ -72,7 +72,7 @@ class SyntheticParams:
     num_junk: int = 40
     num_distractors: int = 40
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
         """Reject parameters that cannot give a Market-style set, saying which and why."""
         total = self.num_train_ids + self.num_test_ids
         checks = (
@@ -303,7 +303,6 @@ def generate_synthetic_market(
     "__main__":``.
     """
     params = SyntheticParams(**params)
-    params.validate()
     root = Path(root)
     if root.exists() and any(root.iterdir()):
         raise FileExistsError(f"synthetic Market-1501: {root} is not empty; give a new folder")
@@ -359,7 +358,6 @@ def ensure_synthetic_market(
     ``generate_synthetic_market``.
     """
     settings = SyntheticParams(**params)
-    settings.validate()
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     target = cache / settings.folder_name
     if _is_complete(target, settings):
