@@ -5,6 +5,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from attrnet.data.decode import MAX_IMAGE_PIXELS, decode_rgb
@@ -21,7 +22,7 @@ def read_image(
     Images declaring more than ``max_pixels`` pixels are refused from their header, undecoded.
     """
     array = decode_rgb(path, size, max_pixels)
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
+    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
 
 
 def read_images(
