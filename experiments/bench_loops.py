@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import resource
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -94,13 +95,16 @@ def _timed(
     return {"images_per_s": steps * batch_size / seconds, "step_ms": 1000 * seconds / steps}
 
 
-def _peak_memory(device: torch.device) -> dict[str, float] | None:
-    if device.type != "cuda":
-        return None
-    return {
-        "allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-        "reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
-    }
+def peak_memory(on_gpu: bool) -> dict[str, Any]:
+    """Peak CUDA memory allocated and reserved, or the process's peak RSS on the CPU."""
+    if on_gpu:
+        return {
+            "kind": "cuda",
+            "allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
+            "reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
+        }
+    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"kind": "peak_rss", "gib": rss_kib / 2**20}
 
 
 @dataclass(frozen=True)
@@ -143,7 +147,7 @@ def plain_loop(
     ]
     cycle = itertools.cycle(data)
     result = _timed(cycle, step, settings.warmup, settings.steps, batch)
-    result["peak_memory"] = _peak_memory(device)
+    result["peak_memory"] = peak_memory(device.type == "cuda")
     if profile:
         result["profile"] = profile_steps(lambda: step(*next(cycle)), profile)
     return result

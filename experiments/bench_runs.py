@@ -5,21 +5,20 @@ same precision, memory format and batch; the Hydra overrides that describe one r
 
 from __future__ import annotations
 
-import resource
 import tempfile
-import time
 from typing import Any
 
 import lightning as L
 import torch
 from bench_loops import (  # run as a script: experiments/ is on sys.path
     LoopSettings,
+    peak_memory,
     pil_loop,
     plain_loop,
 )
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
-from step_profile import StepProfile
+from step_profile import StepProfile, synced_now
 from torchvision import transforms as T
 
 from attrnet.config import compose_run_config
@@ -29,13 +28,6 @@ from attrnet.training import build_data_and_model
 MARKET_TRAIN_IMAGES = 12_936
 MARKET_AUGMENT = dict(flip=0.5, pad=10, erasing=0.5)
 NATIVE_SIZE = (128, 64)
-
-
-def synced_now() -> float:
-    """``time.perf_counter()`` once the GPU's queued work is done (on CUDA)."""
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
-    return time.perf_counter()
 
 
 class ThroughputTimer(L.Callback):
@@ -210,17 +202,6 @@ def reference_run(spec: dict[str, Any]) -> dict[str, Any]:
             paths = datamodule.train_frame["path"].tolist()
             result = pil_loop(paths, pil_transform(size), settings, workers=spec["pil_workers"])
     return {**spec, **result, "batch_size": settings.batch_size}
-
-
-def peak_memory(on_gpu: bool) -> dict[str, Any]:
-    if on_gpu:
-        return {
-            "kind": "cuda",
-            "allocated_gib": torch.cuda.max_memory_allocated() / 2**30,
-            "reserved_gib": torch.cuda.max_memory_reserved() / 2**30,
-        }
-    rss_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return {"kind": "peak_rss", "gib": rss_kib / 2**20}
 
 
 def pil_transform(size: tuple[int, int]) -> T.Compose:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-from bench_runs import synced_now  # run from bench_train.py: experiments/ is on sys.path
 from omegaconf import open_dict
+from step_profile import synced_now  # run from bench_train.py: experiments/ is on sys.path
 
 from attrnet.io import atomic_write_text
 from attrnet.training import train

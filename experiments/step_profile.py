@@ -31,6 +31,12 @@ def _sync() -> None:
         torch.cuda.synchronize()
 
 
+def synced_now() -> float:
+    """``time.perf_counter()`` once the GPU's queued work is done (on CUDA)."""
+    _sync()
+    return time.perf_counter()
+
+
 def summarise(prof: profile, steps: int, wall_s: float) -> dict[str, Any]:
     """Per-step wall and kernel time, and the top operators, from a finished profile."""
     # device events, less the annotation ranges (e.g. ``Optimizer.step``) that span kernels
