@@ -27,8 +27,8 @@ from attrnet.data.datamodule import AttributeDataModule
 from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
 from attrnet.models.module import AttributeModule
-from attrnet.retrieval.from_config import evaluate as evaluate_reid
-from attrnet.retrieval.from_config import reid_config, reid_metric_names
+from attrnet.retrieval.from_config import reid_config, reid_metric_names, reid_options
+from attrnet.retrieval.pipeline import run_reid
 from attrnet.tensorboard import (
     curated_hparams,
     final_metric_names,
@@ -137,6 +137,11 @@ def train(cfg: DictConfig) -> TrainingResult:
     reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
     if reid_cfg is not None:
         datamodule.tables.require_identities("the reid step")
+        if reid_cfg.split_file is not None:
+            raise ValueError(
+                "reid.split_file: the re-ID step of a training run evaluates on the run's own "
+                "validation identities; use attrnet-reid for another split"
+            )
     checkpoint = next(
         (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
     )
@@ -167,9 +172,14 @@ def train(cfg: DictConfig) -> TrainingResult:
     if reid_cfg is not None:
         if best is None:
             raise ValueError("reid: the re-ID step needs the best checkpoint (model_checkpoint)")
-        reid_cfg.ckpt_path = best
-        # the run's trainer predicts: every DDP rank takes part; rank 0 writes
-        result.reid = evaluate_reid(reid_cfg, trainer.loggers, step, trainer)
+        # the best weights and the run's data are already here (trainer.validate(ckpt_path=best)
+        # loaded them): no second read; re-ID batches as attrnet-reid's (reid.batch_size); the
+        # run's trainer predicts: every DDP rank takes part, rank 0 writes
+        datamodule.eval_batch_size = int(reid_cfg.batch_size)
+        options = reid_options(reid_cfg)
+        result.reid = run_reid(
+            model, datamodule, options, output_dir, best, trainer, trainer.loggers, step
+        )
     tested = {} if test is None else final_scalars(test, "test")
     log_final_metrics(trainer.loggers, step, final, tested, {f"{group}/epoch": epoch})
     return result

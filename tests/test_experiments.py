@@ -22,6 +22,7 @@ from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.retrieval.from_config import reid_config
+from attrnet.training import train
 from tests.helpers import TINY_OVERRIDES, compose_config, needs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -249,3 +250,12 @@ def test_reid_step_takes_attrnet_reid_options(tmp_path: Path) -> None:
     assert compose_config("train", tmp_path).get("reid") is None  # no re-ID step by default
     with pytest.raises(ConfigCompositionException, match="Could not override 'reid.distance'"):
         compose_config("train", tmp_path, ["reid=default", "reid.distance=[weighted]"])
+
+
+def test_reid_step_refuses_another_split(tmp_path: Path) -> None:
+    """The step scores the run's own validation identities; a split file there would be ignored."""
+    overrides = [*TINY_OVERRIDES, "trainer.accelerator=cpu", "reid=default"]
+    cfg = compose_config("train", tmp_path, [*overrides, "reid.split_file=other/split.json"])
+    with pytest.raises(ValueError, match="reid.split_file: the re-ID step of a training run"):
+        train(cfg)
+    assert not (tmp_path / "checkpoints").exists()  # refused before any training

@@ -1,6 +1,7 @@
-"""Re-ID evaluation from an ``attrnet-reid`` config: the inputs it names, the tags it logs, and
-the run itself with its logging session, so that ``attrnet-reid`` and ``attrnet-train``'s re-ID
-step both call the library (``attrnet.retrieval.pipeline``) the same way.
+"""Re-ID evaluation from an ``attrnet-reid`` config: the inputs it names (checkpoint, data,
+options), the tags it logs, and the run itself with its logging session. ``attrnet-train``'s
+re-ID step takes the options from here (``reid_options``) and runs the same pipeline
+(``attrnet.retrieval.pipeline.run_reid``) on the model and data it already holds.
 """
 
 from __future__ import annotations
@@ -42,11 +43,16 @@ def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> 
     )
 
 
+def reid_options(cfg: DictConfig) -> ReidOptions:
+    """The pipeline options of an ``attrnet-reid`` config (or of a training run's ``reid``)."""
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    return ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
+
+
 def reid_inputs(cfg: DictConfig) -> tuple[AttributeModule, AttributeDataModule, ReidOptions]:
     """The module, its data (the run's validation split by default) and the options that an
     ``attrnet-reid`` config describes."""
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    options = ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
+    options = reid_options(cfg)
     module = load_attribute_module(cfg.ckpt_path)
     split = cfg.split_file or run_split_file(cfg.ckpt_path)
     datamodule = instantiate(
