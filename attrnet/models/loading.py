@@ -8,11 +8,12 @@ was injected kept those arguments as flat module keywords (``attention``, ``last
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from attrnet.checkpoints import load_checkpoint
+from attrnet.checkpoints import CheckpointError, load_checkpoint
 from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
 from attrnet.models.identity import IdentityHead
 from attrnet.models.module import AttributeModule
@@ -52,18 +53,22 @@ def networks_from_hparams(
 def load_attribute_module(checkpoint: str | Path, map_location: str = "cpu") -> AttributeModule:
     """Load a trained ``AttributeModule`` safely (``weights_only=True``; no ImageNet reload).
 
-    The file is read by ``attrnet.checkpoints.load_checkpoint`` first, so a missing, corrupt or
-    code-carrying checkpoint fails with a ``CheckpointError`` naming it; Lightning then builds
-    the module from it around the rebuilt network and identity head.
+    The file is read once, by ``attrnet.checkpoints.load_checkpoint``, so a missing, corrupt or
+    code-carrying checkpoint fails with a ``CheckpointError`` naming it. The module is built as
+    Lightning's ``load_from_checkpoint`` builds it (the saved hyper-parameters that are
+    constructor arguments, ``on_load_checkpoint``, a strict ``load_state_dict``), around the
+    rebuilt network and identity head.
     """
     path = Path(checkpoint)
-    hparams = load_checkpoint(path, map_location="cpu").get("hyper_parameters", {})
+    saved = load_checkpoint(path, map_location=map_location)
+    if "state_dict" not in saved:
+        raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    hparams = saved.get("hyper_parameters", {})
     net, identity_head = networks_from_hparams(hparams)
-    return AttributeModule.load_from_checkpoint(
-        path,
-        map_location=map_location,
-        weights_only=True,
-        net=net,
-        identity_head=identity_head,
-        compile=False,
-    )
+    accepted = inspect.signature(AttributeModule.__init__).parameters
+    arguments = {name: value for name, value in hparams.items() if name in accepted}
+    arguments.update(net=net, identity_head=identity_head, compile=False)
+    module = AttributeModule(**arguments)
+    module.on_load_checkpoint(saved)
+    module.load_state_dict(saved["state_dict"])
+    return module.to(map_location)
