@@ -131,3 +131,18 @@ def test_rejects_bad_input() -> None:
         evaluate_rank(nan, q_pids, g_pids, q_cams, g_cams)
     with pytest.raises(ValueError, match="no query"):
         evaluate_rank(dist, np.array([7, 8, 9]), g_pids, q_cams, g_cams)
+
+
+def test_unknown_cameras_remove_only_junk_in_both_implementations() -> None:
+    """Camera -1 (no camera_id) is never "the same camera": only junk leaves the ranking."""
+    dist, q_pids, g_pids, _, _ = random_case(5)
+    unknown_q, unknown_g = np.full(len(q_pids), -1), np.full(len(g_pids), -1)
+    # the reference with cameras that never coincide removes exactly the junk
+    expected = reference_scores(
+        dist, q_pids, g_pids, np.zeros(len(q_pids)), np.ones(len(g_pids)), 20, "market1501"
+    )
+    for implementation in (evaluate_rank, evaluate_rank_loop):
+        result = implementation(
+            dist, q_pids, g_pids, unknown_q, unknown_g, max_rank=20, protocol="market1501"
+        )
+        assert_same(result, expected)

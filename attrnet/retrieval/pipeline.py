@@ -24,7 +24,6 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.tensorboard import SummaryWriter
 
 from attrnet.data.datamodule import AttributeDataModule
-from attrnet.data.market import JUNK_ID
 from attrnet.data.splits import study_reid_protocol
 from attrnet.errors import DataError
 from attrnet.inference.predict import prediction_trainer, run_module
@@ -34,7 +33,7 @@ from attrnet.models.module import AttributeModule
 from attrnet.retrieval.distances import compute_distance, weights_from_scores
 from attrnet.retrieval.features import network_outputs, reid_features
 from attrnet.retrieval.outputs import write_reid_results
-from attrnet.retrieval.rank import UNKNOWN_CAMERA, evaluate_rank
+from attrnet.retrieval.rank import evaluate_rank, market_excluded
 from attrnet.retrieval.rerank import re_ranking
 from attrnet.retrieval.threshold import choose_threshold, cut_ranked_lists
 from attrnet.retrieval.visualize import draw_ranked_list, save_ranked_lists
@@ -312,9 +311,8 @@ def _ranked_list_pictures(
     for row in range(count):
         pid, cam = subset["person_id"].iloc[row], subset["camera_id"].iloc[row]
         if protocol == "market1501":
-            same_camera = (g_cams == cam) & (cam != UNKNOWN_CAMERA)
-            invalid = ((g_pids == pid) & same_camera) | (g_pids == JUNK_ID)
-            distmat[row, torch.as_tensor(invalid)] = float("inf")
+            excluded = market_excluded(g_pids, g_cams, pid, cam)
+            distmat[row, torch.as_tensor(excluded)] = float("inf")
         top = torch.argsort(distmat[row], stable=True)[:10].numpy()
         pictures.append(
             draw_ranked_list(

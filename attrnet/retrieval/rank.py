@@ -123,6 +123,15 @@ def _check_inputs(
     )
 
 
+def market_excluded(
+    g_pids: np.ndarray, g_camids: np.ndarray, q_pid: int, q_camid: int
+) -> np.ndarray:
+    """The Market-1501 rule for one query: the gallery items it is never ranked against, its
+    own identity seen by its own (known) camera, and junk."""
+    same_camera = (g_camids == q_camid) & (q_camid != UNKNOWN_CAMERA)
+    return ((g_pids == q_pid) & same_camera) | (g_pids == JUNK_PID)
+
+
 def _relevant_items(
     q_pids: np.ndarray,
     g_pids: np.ndarray,
@@ -303,8 +312,7 @@ def evaluate_rank_loop(
         order = np.argsort(d[i], kind="stable")
         keep = np.ones(order.shape, dtype=bool)
         if protocol == "market1501":
-            same = (g_pids[order] == q_pids[i]) & (g_camids[order] == q_camids[i])
-            keep = ~same & (g_pids[order] != JUNK_PID)
+            keep = ~market_excluded(g_pids[order], g_camids[order], q_pids[i], q_camids[i])
         hits = (g_pids[order] == q_pids[i])[keep]
         if not hits.any():
             continue
