@@ -13,41 +13,28 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.io
 
 from attrnet.data.errors import DataError
+from attrnet.data.readers import cell_strings, load_mat
 from attrnet.data.sources import DatasetTables, DataSource
 from attrnet.data.splits import ATTRIBUTE_SPLITS, NO_ID
 
 PA100K_IMAGE_DIRS = ("data", "release_data/release_data")
 
 
-def _cell_strings(value: np.ndarray, source: str) -> list[str]:
-    """A MATLAB cell array of strings as a list of Python strings."""
-    try:
-        return [str(np.asarray(cell).ravel()[0]) for cell in np.asarray(value).ravel()]
-    except (IndexError, TypeError):
-        raise DataError(f"{source}: expected a cell array of strings") from None
-
-
 def read_pa100k_annotations(path: str | Path) -> tuple[list[str], dict[str, pd.DataFrame]]:
     """The attribute names and, per split, a frame of ``image`` + one 0/1 column per attribute."""
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: PA-100K annotation file does not exist")
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as error:  # scipy raises several types for a damaged file
-        raise DataError(f"{path}: not a readable MATLAB file ({error})") from None
+    mat = load_mat(path, "PA-100K annotation")
     fields = ("images_name", "label")
     wanted = ["attributes"] + [f"{split}_{field}" for split in ATTRIBUTE_SPLITS for field in fields]
     missing = [key for key in wanted if key not in mat]
     if missing:
         raise DataError(f"{path}: missing key(s) {missing}; expected {wanted}")
-    attributes = _cell_strings(mat["attributes"], f"{path} [attributes]")
+    attributes = cell_strings(mat["attributes"], f"{path} [attributes]")
     splits = {}
     for split in ATTRIBUTE_SPLITS:
-        names = _cell_strings(mat[f"{split}_images_name"], f"{path} [{split}_images_name]")
+        names = cell_strings(mat[f"{split}_images_name"], f"{path} [{split}_images_name]")
         labels = np.asarray(mat[f"{split}_label"])
         if labels.shape != (len(names), len(attributes)):
             raise DataError(

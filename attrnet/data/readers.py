@@ -8,6 +8,7 @@ image-level and already binary.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,9 +23,26 @@ GENERIC_RESERVED = ("image", "person_id", "camera_id", "split")
 MAT_SPLITS = ("train", "test")
 
 
-def _require_file(path: Path) -> None:
+def _require_file(path: Path, description: str = "annotation") -> None:
     if not path.is_file():
-        raise DataError(f"{path}: annotation file does not exist")
+        raise DataError(f"{path}: {description} file does not exist")
+
+
+def load_mat(path: Path, description: str = "annotation") -> dict[str, Any]:
+    """A MATLAB file's variables; a missing or damaged file is a ``DataError`` naming it."""
+    _require_file(path, description)
+    try:
+        return scipy.io.loadmat(str(path))
+    except Exception as error:  # scipy raises several types for a damaged file
+        raise DataError(f"{path}: not a readable MATLAB file ({error})") from None
+
+
+def cell_strings(value: np.ndarray, source: str) -> list[str]:
+    """A MATLAB cell array of strings as a list of Python strings."""
+    try:
+        return [str(np.asarray(cell).ravel()[0]) for cell in np.asarray(value).ravel()]
+    except (IndexError, TypeError):
+        raise DataError(f"{source}: expected a cell array of strings") from None
 
 
 def _check_unique_ids(ids: pd.Series | pd.Index, source: str) -> None:
@@ -39,11 +57,7 @@ def _check_unique_ids(ids: pd.Series | pd.Index, source: str) -> None:
 def read_market_attribute_mat(path: str | Path) -> dict[str, pd.DataFrame]:
     """Read both splits of ``market_attribute.mat``, fields looked up by name (orders differ)."""
     path = Path(path)
-    _require_file(path)
-    try:
-        mat = scipy.io.loadmat(str(path))
-    except Exception as error:  # scipy raises several types for a damaged file
-        raise DataError(f"{path}: not a readable MATLAB file ({error})") from None
+    mat = load_mat(path)
     if "market_attribute" not in mat:
         keys = sorted(k for k in mat if not k.startswith("__"))
         raise DataError(f"{path}: expected the key 'market_attribute', found {keys}")
@@ -64,9 +78,9 @@ def _read_mat_split(struct: np.ndarray, source: str) -> pd.DataFrame:
     extra = sorted(set(names) - {*ANNOTATION_FIELDS, "image_index"})
     if extra:
         raise DataError(f"{source}: unexpected field(s) {extra}")
-    ids_raw = [np.asarray(cell).ravel()[0] for cell in struct["image_index"][0, 0].ravel()]
+    ids_raw = cell_strings(struct["image_index"][0, 0], source)
     try:
-        person_ids = [int(str(i)) for i in ids_raw]
+        person_ids = [int(i) for i in ids_raw]
     except ValueError:
         raise DataError(f"{source}: image_index must hold 4-digit identity strings") from None
     columns = {}
