@@ -27,7 +27,7 @@ import torch
 from attrnet.attributes import MARKET_TARGETS
 from attrnet.inference.export import onnx_bytes
 from attrnet.inference.network import InferenceNetwork, model_info
-from attrnet.inference.predict import run_module
+from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.io import atomic_write_text
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.loading import load_attribute_module
@@ -68,15 +68,11 @@ def engines(module: AttributeModule, device: str) -> dict[str, Callable[[np.ndar
             if device == "cuda":
                 torch.cuda.synchronize()
 
+    trainer = prediction_trainer("gpu" if device == "cuda" else "cpu")  # once, as attrnet.load
+
     def lightning(batch: np.ndarray) -> None:
-        accelerator = "gpu" if device == "cuda" else "cpu"
         run_module(
-            module,
-            torch.from_numpy(batch),
-            OUTPUTS,
-            batch_size=len(batch),
-            accelerator=accelerator,
-            info=info,
+            module, torch.from_numpy(batch), OUTPUTS, trainer=trainer, batch_size=len(batch)
         )
 
     provider = "CUDAExecutionProvider" if device == "cuda" else "CPUExecutionProvider"
