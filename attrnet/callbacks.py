@@ -1,5 +1,5 @@
 """Training callbacks: optimizer swap between phases (and the learning-rate curve), per-epoch
-seeding, non-finite loss guard."""
+seeding, non-finite loss guard, validation figures."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
 
-from attrnet.optim import phase_for_epoch
+from attrnet.models.plots import attribute_bar_chart, prediction_grid
 from attrnet.seeding import derived_seed
 from attrnet.tensorboard import logging_step, summary_writers
 
@@ -21,7 +21,7 @@ class OptimizerSwap(L.Callback):
     """Switch to the next optimizer phase at its first epoch, with a fresh schedule, and log
     one learning-rate curve across the phases.
 
-    The module owns the phase plan (``optimizer_phases``) and the active phase index, which it
+    The module owns the phase plan (``optimizer_plan``) and the active phase index, which it
     stores in checkpoints, so a resume rebuilds the right optimizer before its state is loaded.
     ``train/lr`` is logged at each epoch start and with the training scalars (every
     ``log_every_n_steps``), at their step: a Python float from the optimizer, no device read.
@@ -33,12 +33,13 @@ class OptimizerSwap(L.Callback):
         self._lr_logged_at: int | None = None
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        wanted = phase_for_epoch(pl_module.optimizer_phases, trainer.current_epoch)
+        phases = pl_module.optimizer_plan.phases
+        wanted = pl_module.optimizer_plan.phase_for_epoch(trainer.current_epoch)
         if wanted != pl_module.active_phase:
-            old = pl_module.optimizer_phases[pl_module.active_phase]["name"]
+            old = phases[pl_module.active_phase]["name"]
             pl_module.active_phase = wanted
             trainer.strategy.setup_optimizers(trainer)
-            new = pl_module.optimizer_phases[wanted]["name"]
+            new = phases[wanted]["name"]
             step = logging_step(trainer)
             note = f"epoch {trainer.current_epoch}, step {step}: {old} -> {new}"
             rank_zero_info(f"OptimizerSwap: {note}")
@@ -225,3 +226,50 @@ def _non_finite_error(loss: torch.Tensor, where: tuple[int, int, int]) -> NonFin
         "changed the weights, and the checkpoints written so far are kept (resume from "
         "checkpoints/last.ckpt after fixing the cause: learning rate, data, precision)"
     )
+
+
+class ValidationFigures(L.Callback):
+    """After each training validation, the per-attribute F1 bar chart and a grid of the first
+    ``num_images`` validation images with their predictions, to TensorBoard at the scalars' step
+    (nothing for other loggers, the sanity check, or the final evaluation)."""
+
+    def __init__(self, num_images: int) -> None:
+        self.num_images = num_images
+        self._examples: dict[str, torch.Tensor] | None = None
+
+    def on_validation_batch_end(
+        self,
+        trainer: L.Trainer,
+        pl_module: L.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+        dataloader_idx: int = 0,
+    ) -> None:
+        if batch_idx != 0 or self.num_images <= 0 or not isinstance(outputs, dict):
+            return
+        keep = self.num_images
+        self._examples = {
+            "images": batch["image"][:keep].detach().cpu(),
+            "probabilities": torch.sigmoid(outputs["logits"][:keep].float()).cpu(),
+            "targets": batch["target"][:keep].detach().cpu(),
+        }
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        writers = summary_writers(trainer.loggers)
+        if trainer.sanity_checking or not pl_module.logs_validation or not writers:
+            return
+        results, names = pl_module.last_val_metrics, pl_module.attribute_names
+        step = pl_module.validation_step_position
+        f1 = {name: results[f"f1/{name}"] for name in names}
+        chart = attribute_bar_chart(f1, f"validation F1, epoch {trainer.current_epoch}")
+        writers[0].add_figure("val/f1_per_attribute", chart, step)
+        if self._examples is not None:
+            grid = prediction_grid(
+                self._examples["images"],
+                self._examples["probabilities"],
+                self._examples["targets"],
+                names,
+                pl_module.threshold,
+            )
+            writers[0].add_image("val/predictions", grid, step, dataformats="HWC")

@@ -31,7 +31,7 @@ def evaluate_attributes(
     logits = run_module(model, loader, ("logits",), trainer=trainer)["logits"]
     # every rank holds all rows already: no further reduction across processes
     metrics = AttributeMetrics(
-        model.attribute_names, threshold=model.hparams.threshold, sync_on_compute=False
+        model.attribute_names, threshold=model.threshold, sync_on_compute=False
     )
     targets = torch.as_tensor(frame[model.attribute_names].to_numpy(np.float32, copy=True))
     metrics.update(torch.from_numpy(logits), targets)

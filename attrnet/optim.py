@@ -8,7 +8,7 @@ phase's first epoch.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -159,3 +159,30 @@ def scheduler_config(optimizer: torch.optim.Optimizer, phase: dict[str, Any]) ->
     if phase["schedule"] == "plateau":
         config["monitor"] = PLATEAU_MONITOR
     return config
+
+
+class OptimizerPlan:
+    """A run's optimizer phases (``conf/optimizer``: ``phases``), checked once and injected into
+    the module, which builds the active phase's optimizer and schedule from it."""
+
+    def __init__(self, phases: Sequence[Mapping[str, Any]]) -> None:
+        if not phases:
+            raise ValueError("optimizer: the plan has no phases")
+        self.phases = [normalize_phase(dict(phase)) for phase in phases]
+
+    @property
+    def epochs(self) -> int:
+        """The epochs of all phases together."""
+        return sum(phase["epochs"] for phase in self.phases)
+
+    def phase_for_epoch(self, epoch: int) -> int:
+        return phase_for_epoch(self.phases, epoch)
+
+    def configure(
+        self, params: Iterable[torch.nn.Parameter], index: int, fused: bool = True
+    ) -> dict[str, Any]:
+        """Lightning's ``configure_optimizers`` answer for phase ``index``; ``fused=False``
+        forbids fused steps (fp16 AMP with gradient clipping, which unscales outside them)."""
+        phase = self.phases[index] if fused else {**self.phases[index], "fused": False}
+        optimizer = build_optimizer(params, phase)
+        return {"optimizer": optimizer, "lr_scheduler": scheduler_config(optimizer, phase)}

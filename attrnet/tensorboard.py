@@ -59,10 +59,11 @@ def optimizer_plan(phases: Sequence[Mapping[str, Any]]) -> str:
 
 def _objective(model: Mapping[str, Any]) -> str:
     """The loss terms with their weights, e.g. ``attributes`` or ``1 attributes + 1 id``."""
+    identity = model.get("identity") or {}
     terms = {
-        "attributes": model.get("attribute_loss_weight", 1.0),
-        "id": model.get("id_loss_weight", 0.0),
-        "triplet": model.get("triplet_loss_weight", 0.0),
+        "attributes": identity.get("attribute_weight", 1.0),
+        "id": identity.get("id_weight", 0.0),
+        "triplet": identity.get("triplet_weight", 0.0),
     }
     used = {name: weight for name, weight in terms.items() if weight > 0}
     if list(used) == ["attributes"] and used["attributes"] == 1:

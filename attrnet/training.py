@@ -24,10 +24,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from attrnet.checkpoints import load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
+from attrnet.models.loading import initialize_from
 from attrnet.models.module import AttributeModule
-from attrnet.retrieval.from_config import reid_config, reid_metric_names, reid_options
+from attrnet.models.spec import ModelSpec
+from attrnet.optim import OptimizerPlan
+from attrnet.retrieval.from_config import reid_metric_names, reid_options
 from attrnet.retrieval.pipeline import run_reid
 from attrnet.tensorboard import (
     curated_hparams,
@@ -87,27 +91,28 @@ def _check_ddp_launch(trainer: L.Trainer) -> None:
 
 
 def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, AttributeModule]:
-    """The datamodule (set up for fitting) and the model that ``cfg`` describes; the model's
-    attribute list, loss weights and identity count come from the training split."""
+    """The datamodule (set up for fitting) and the model that ``cfg`` describes: its parts are
+    built from their configs with what the training split tells (attribute names, positive
+    ratios for the criterion's weights, identities for the identity head) and injected."""
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
-    sizes: dict[str, Any] = {"net": {"num_attributes": len(datamodule.attributes)}}
-    if cfg.model.get("identity_head") is not None:
-        sizes["identity_head"] = {"num_identities": datamodule.num_train_identities}
-    model = instantiate(
-        cfg.model,
-        **sizes,
-        attribute_names=datamodule.attributes,
-        positive_ratio=datamodule.positive_ratio,
-        loss_strategy=cfg.loss.strategy,
-        optimizer_phases=phases,
-        image_size=list(datamodule.image_size),
-        _convert_="all",
+    net = instantiate(cfg.model.net, num_attributes=len(datamodule.attributes), _convert_="all")
+    criterion = instantiate(cfg.loss)(datamodule.positive_ratio)
+    parts: dict[str, Any] = {}
+    if cfg.model.get("identity") is not None:  # the head's sizes: the network's, the data's
+        identities = datamodule.num_train_identities
+        head = {"embedding_dim": net.embedding_dim, "num_identities": identities}
+        sized = {"head": head} if cfg.model.identity.get("head") is not None else {}
+        parts["identity"] = instantiate(cfg.model.identity, **sized, _convert_="all")
+    spec = ModelSpec(
+        tuple(datamodule.attributes), datamodule.image_size, IMAGENET_MEAN, IMAGENET_STD
     )
+    plan = OptimizerPlan(OmegaConf.to_container(cfg.optimizer.phases, resolve=True))
+    parts.update(net=net, criterion=criterion, optimizer=plan, spec=spec)
+    model = instantiate(cfg.model, **parts, _convert_="object")  # "object": spec stays a ModelSpec
     if cfg.get("init_from"):
-        model.initialize_from(cfg.init_from)
+        initialize_from(model, cfg.init_from)
     return datamodule, model
 
 
@@ -120,10 +125,9 @@ def train(cfg: DictConfig) -> TrainingResult:
 
     datamodule, model = build_data_and_model(cfg)
     datamodule.save_split(output_dir)
-    phases = model.optimizer_phases
     callbacks = _instantiate_dict(cfg.get("callbacks"))
     loggers = _instantiate_dict(cfg.get("logger"))
-    max_epochs = cfg.trainer.max_epochs or sum(int(p["epochs"]) for p in phases)
+    max_epochs = cfg.trainer.max_epochs or model.optimizer_plan.epochs
     trainer: L.Trainer = instantiate(
         cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=max_epochs
     )
@@ -134,14 +138,9 @@ def train(cfg: DictConfig) -> TrainingResult:
     trainer.log_every_n_steps = log_interval(steps_per_epoch, trainer.log_every_n_steps)
 
     # optional re-ID evaluation of the best checkpoint; its options are checked before training
-    reid_cfg = reid_config(cfg) if cfg.get("reid") is not None else None
+    reid_cfg = cfg.get("reid")
     if reid_cfg is not None:
         datamodule.tables.require_identities("the reid step")
-        if reid_cfg.split_file is not None:
-            raise ValueError(
-                "reid.split_file: the re-ID step of a training run evaluates on the run's own "
-                "validation identities; use attrnet-reid for another split"
-            )
     checkpoint = next(
         (c for c in trainer.callbacks if isinstance(c, ModelCheckpoint) and c.monitor), None
     )

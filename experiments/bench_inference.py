@@ -25,13 +25,15 @@ import onnxruntime as ort
 import torch
 
 from attrnet.attributes import MARKET_TARGETS
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.inference.export import onnx_bytes
 from attrnet.inference.network import InferenceNetwork, model_info
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.io import atomic_write_text
-from attrnet.models.backbone import AttributeResNet50
-from attrnet.models.loading import load_attribute_module
+from attrnet.models.legacy import RESNET50
+from attrnet.models.loading import load_attribute_module, module_from_hparams
 from attrnet.models.module import AttributeModule
+from attrnet.models.spec import ModelSpec
 
 OUTPUTS = ("logits", "probabilities", "embedding")
 
@@ -53,8 +55,10 @@ def build_module(args: argparse.Namespace, size: tuple[int, int]) -> AttributeMo
         return load_attribute_module(args.ckpt)
     torch.manual_seed(0)
     names = list(MARKET_TARGETS)
-    net = AttributeResNet50(len(names), attention=args.attention)
-    return AttributeModule(net, names, [0.3] * len(names), image_size=list(size))
+    net = {"_target_": RESNET50, "num_attributes": len(names), "attention": args.attention}
+    spec = ModelSpec(tuple(names), size, IMAGENET_MEAN, IMAGENET_STD).to_dict()
+    plan = [{"optimizer": "adamw", "epochs": 1}]
+    return module_from_hparams({"net": net, "optimizer": plan, "spec": spec, "threshold": 0.5})
 
 
 def engines(module: AttributeModule, device: str) -> dict[str, Callable[[np.ndarray], object]]:
@@ -100,7 +104,7 @@ def main() -> None:
     for text in [None] if args.ckpt else args.sizes:
         size = tuple(int(v) for v in text.split("x")) if text else None
         module = build_module(args, size).eval()
-        size = tuple(module.hparams.image_size)
+        size = module.spec.image_size
         for device in devices:
             for engine, call in engines(module, device).items():
                 for batch_size in args.batches:

@@ -32,7 +32,7 @@ from attrnet.models.backbone import AttributeResNet50
 AUTOCAST = {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}
 
 
-def _device() -> torch.device:
+def loop_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -134,7 +134,7 @@ def plain_loop(
 ) -> dict[str, Any]:
     """(a): the network alone on ``distinct_batches`` normalised batches kept on the device;
     ``profile`` > 0 profiles that many further steps (``step_profile.profile_steps``)."""
-    device, batch = _device(), settings.batch_size
+    device, batch = loop_device(), settings.batch_size
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     step = settings.stepper(device)
@@ -194,7 +194,7 @@ def pil_loop(
     paths: list[str], transform: Any, settings: LoopSettings, workers: int
 ) -> dict[str, Any]:
     """(b): the usual PIL + DataLoader input path (``workers`` processes, pinned) + the loop."""
-    device = _device()
+    device = loop_device()
     loader = pil_loader(
         paths, transform, settings.batch_size, workers, device.type == "cuda", settings.num_outputs
     )

@@ -12,6 +12,7 @@ import lightning as L
 import torch
 from bench_loops import (  # run as a script: experiments/ is on sys.path
     LoopSettings,
+    loop_device,
     peak_memory,
     pil_loop,
     plain_loop,
@@ -23,6 +24,7 @@ from torchvision import transforms as T
 
 from attrnet.config import compose_run_config
 from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.models.network import resolve_channels_last
 from attrnet.training import build_data_and_model
 
 MARKET_TRAIN_IMAGES = 12_936
@@ -74,11 +76,17 @@ class ThroughputTimer(L.Callback):
         self.end, self.end_step = synced_now(), trainer.global_step
 
 
+def preset_override(preset: str) -> str:
+    """A hardware preset as the override that sets it up: gpu_4gb is an experiment (fp16 plus
+    stage checkpointing and its batch), the others are trainer presets."""
+    return "experiment=gpu_4gb" if preset == "gpu_4gb" else f"trainer={preset}"
+
+
 def run_overrides(spec: dict[str, Any]) -> list[str]:
     """Hydra overrides of one benchmark run."""
     height, width = spec["size"]
     overrides = [
-        f"trainer={spec['preset']}",
+        preset_override(spec["preset"]),
         f"model={spec['model']}",
         f"data.image_size=[{height},{width}]",
         f"data.source.num_train_ids={spec['train_ids']}",
@@ -157,7 +165,7 @@ def attrnet_run(spec: dict[str, Any]) -> dict[str, Any]:
         **spec,
         "precision": str(cfg.trainer.precision),
         "augment_on_device": datamodule.augment_on_device,
-        "channels_last": bool(cfg.model.channels_last),
+        "channels_last": model.channels_last,
         "activation_checkpointing": OmegaConf.to_container(cfg.model.net, resolve=True)[
             "activation_checkpointing"
         ],
@@ -191,7 +199,7 @@ def reference_run(spec: dict[str, Any]) -> dict[str, Any]:
             num_outputs=len(datamodule.attributes),
             attention=bool(cfg.model.net.attention),
             precision=str(cfg.trainer.precision),
-            channels_last=bool(cfg.model.channels_last),
+            channels_last=resolve_channels_last(cfg.model.net.channels_last, loop_device()),
             warmup=spec["warmup_steps"],
             steps=spec["steps"],
         )

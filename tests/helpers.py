@@ -3,12 +3,43 @@
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Sequence
 
 import pytest
 
 from attrnet.config import compose_run_config as compose_config
+from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.models.backbone import AttributeResNet50
+from attrnet.models.identity import IdentityBranch
+from attrnet.models.losses import WeightedBCEWithLogits
+from attrnet.models.module import AttributeModule
+from attrnet.models.network import AttributeNetwork
+from attrnet.models.spec import ModelSpec
+from attrnet.optim import OptimizerPlan
 
-__all__ = ["TINY_OVERRIDES", "compose_config", "needs"]
+__all__ = ["TINY_OVERRIDES", "compose_config", "make_module", "needs"]
+
+
+def make_module(
+    names: Sequence[str],
+    net: AttributeNetwork | None = None,
+    phases: Sequence[dict] = ({"optimizer": "adamw", "epochs": 1},),
+    image_size: tuple[int, int] = (32, 16),
+    positive_ratio: Sequence[float] | None = None,
+    identity: IdentityBranch | None = None,
+    threshold: float = 0.5,
+) -> AttributeModule:
+    """An untrained module built from parts as attrnet-train builds it (a plain ResNet50 by
+    default, the inverse-frequency criterion, the given optimizer phases)."""
+    ratio = positive_ratio if positive_ratio is not None else [0.5] * len(names)
+    return AttributeModule(
+        net if net is not None else AttributeResNet50(len(names)),
+        WeightedBCEWithLogits.from_ratio(ratio, "inverse_frequency"),
+        OptimizerPlan(phases),
+        ModelSpec(tuple(names), image_size, IMAGENET_MEAN, IMAGENET_STD),
+        identity,
+        threshold,
+    )
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:
@@ -23,6 +54,7 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:  # a parent package is absent
         return False
+
 
 #: A tiny synthetic set and model input so a ResNet50 epoch takes seconds on two CPU cores.
 TINY_OVERRIDES = [
@@ -42,5 +74,5 @@ TINY_OVERRIDES = [
     "trainer.log_every_n_steps=1",
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
-    "model.num_logged_images=4",
+    "callbacks.validation_figures.num_images=4",
 ]

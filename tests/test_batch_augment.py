@@ -10,7 +10,6 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from hydra.utils import instantiate
 from PIL import Image
 from scipy.stats import ks_2samp
 from torch.utils.data import default_collate
@@ -37,6 +36,7 @@ from attrnet.data.dataset import CachedBatchDataset
 from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import IMAGENET_STD, eval_transform
+from attrnet.training import build_data_and_model
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 CPU = torch.device("cpu")
@@ -333,20 +333,11 @@ def test_trainer_fit_with_augment_on_device(tmp_path: Path) -> None:
     cfg = compose_config(
         "train",
         tmp_path,
-        [*TINY_OVERRIDES, "data.augment_on_device=true", "model.channels_last=true"],
+        [*TINY_OVERRIDES, "data.augment_on_device=true", "model.net.channels_last=true"],
     )
-    datamodule = instantiate(cfg.data)
-    datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule, model = build_data_and_model(cfg)
     assert datamodule.cache_size == (64, 32)  # the synthetic source's rendered size
     assert datamodule.train_set[0]["image"].dtype == torch.uint8
-    model = instantiate(
-        cfg.model,
-        net={"num_attributes": len(datamodule.attributes)},
-        attribute_names=datamodule.attributes,
-        positive_ratio=datamodule.positive_ratio,
-        _convert_="all",
-    )
     recorder = _Recorder()
     trainer = L.Trainer(
         accelerator="cpu",

@@ -38,7 +38,7 @@ ONE_STEP = [
     "+trainer.max_steps=1",
     "trainer.num_sanity_val_steps=0",
     "trainer.enable_progress_bar=false",
-    "model.num_logged_images=2",
+    "callbacks.validation_figures.num_images=2",
 ]
 
 

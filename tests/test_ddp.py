@@ -31,7 +31,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from attrnet.evaluation import evaluate_attributes
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
-from attrnet.retrieval.from_config import evaluate, reid_config, reid_inputs
+from attrnet.retrieval.from_config import evaluate, reid_inputs
 from attrnet.retrieval.pipeline import ReidRun
 from attrnet.retrieval.study_metric import StudyReidMetric
 from attrnet.training import train
@@ -79,6 +79,15 @@ def _single_process_config(ddp_run: Path, output_dir: Path) -> DictConfig:
     )
 
 
+def _reid_config(checkpoint: str, output_dir: Path) -> DictConfig:
+    """``attrnet-reid`` on the DDP run's checkpoint: the same data, split (the run folder's
+    split.json) and re-ID options as its re-ID step, on one CPU process."""
+    data = [o for o in OVERRIDES if o.startswith("data.")]
+    options = [o.removeprefix("reid.") for o in REID if o.startswith("reid.")]
+    overrides = [*data, *options, f"ckpt_path={checkpoint}", "device=cpu"]
+    return compose_config("reid", output_dir, overrides)
+
+
 def test_validation_metrics_equal_single_process(ddp_run: Path, tmp_path: Path) -> None:
     saved = json.loads((ddp_run / "metrics.json").read_text())
     cfg = _single_process_config(ddp_run, tmp_path)
@@ -103,7 +112,7 @@ def test_reid_step_equals_single_process(ddp_run: Path, tmp_path: Path) -> None:
     ddp = json.loads((ddp_run / "reid_metrics.json").read_text())
     assert list(ddp["results"]) == ["euclidean", "weighted"]
     checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
-    single = evaluate(reid_config(_single_process_config(ddp_run, tmp_path), checkpoint))
+    single = evaluate(_reid_config(checkpoint, tmp_path))
     for distance, row in single.items():
         for name, value in row.items():
             assert ddp["results"][distance][name] == pytest.approx(value, abs=1e-5), name
@@ -135,7 +144,7 @@ def _one_image_worker(rank: int, world_size: int, port: int, checkpoint: str, ou
     trainer = _external_rank(rank, world_size, port)
     try:
         module = load_attribute_module(checkpoint)
-        images = torch.zeros((1, 3, *module.hparams.image_size), dtype=torch.uint8)
+        images = torch.zeros((1, 3, *module.spec.image_size), dtype=torch.uint8)
         try:
             run_module(module, images, trainer=trainer)
         except ValueError as error:
@@ -171,9 +180,7 @@ def _features_worker(rank: int, world_size: int, port: int, config: str, out: st
 
 def test_features_and_scores_are_gathered_across_ranks(ddp_run: Path, tmp_path: Path) -> None:
     checkpoint = json.loads((ddp_run / "metrics.json").read_text())["checkpoint"]
-    cfg = reid_config(_single_process_config(ddp_run, tmp_path), checkpoint)
-    with open_dict(cfg):
-        cfg.device = "cpu"
+    cfg = _reid_config(checkpoint, tmp_path)
     run = ReidRun(*reid_inputs(cfg), prediction_trainer("cpu"))
     single = run.features(run.datamodule.val_frame)
     single_scores = evaluate_attributes(run.module, run.datamodule, run.datamodule.val_frame)

@@ -21,8 +21,7 @@ from tensorboard.backend.event_processing.event_multiplexer import EventMultiple
 from tensorboard.plugins.hparams import api_pb2
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
-from attrnet.retrieval.from_config import reid_config
-from attrnet.training import train
+from attrnet.retrieval.from_config import reid_options
 from tests.helpers import TINY_OVERRIDES, compose_config, needs
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -182,7 +181,7 @@ def test_optuna_search_runs_two_trials(tmp_path: Path) -> None:
     best = OmegaConf.load(sweep / "optimization_results.yaml")
     values = [json.loads((sweep / r / "metrics.json").read_text())["summary"]["mA"] for r in "01"]
     assert best.best_value == pytest.approx(max(values))
-    assert set(best.best_params) >= {"optimizer.phases.0.lr", "loss", "model.net.attention"}
+    assert set(best.best_params) >= {"optimizer.first_lr", "loss", "model.net.attention"}
     rows = _table(tmp_path / "results" / "mA_optuna.md")
     assert [r["run"] for r in rows] == ["0", "1"]
     assert "Optuna best value" in (tmp_path / "results" / "mA_optuna.md").read_text()
@@ -240,22 +239,22 @@ def test_slurm_launcher_composes_to_an_sbatch_script(
 
 
 def test_reid_step_takes_attrnet_reid_options(tmp_path: Path) -> None:
-    options = ["reid=default", "reid.distances=[weighted]", "reid.flip=true"]
-    cfg = compose_config("train", tmp_path, options)
-    reid = reid_config(cfg, tmp_path / "best.ckpt")
-    assert (reid.distances, reid.flip, reid.mode) == (["weighted"], True, "val")  # + defaults
-    assert reid.data.source._target_ == cfg.data.source._target_
-    assert reid.paths.output_dir == str(tmp_path)
-    assert reid.ckpt_path == str(tmp_path / "best.ckpt")
+    options = ["distances=[weighted]", "flip=true"]
+    cfg = compose_config("train", tmp_path, ["reid=default", *(f"reid.{o}" for o in options)])
+    standalone = compose_config("reid", tmp_path, ["ckpt_path=best.ckpt", *options])
+    assert reid_options(cfg.reid) == reid_options(standalone)  # one meaning in both
+    assert (cfg.reid.distances, cfg.reid.flip, cfg.reid.mode) == (["weighted"], True, "val")
     assert compose_config("train", tmp_path).get("reid") is None  # no re-ID step by default
     with pytest.raises(ConfigCompositionException, match="Could not override 'reid.distance'"):
         compose_config("train", tmp_path, ["reid=default", "reid.distance=[weighted]"])
 
 
-def test_reid_step_refuses_another_split(tmp_path: Path) -> None:
-    """The step scores the run's own validation identities; a split file there would be ignored."""
-    overrides = [*TINY_OVERRIDES, "trainer.accelerator=cpu", "reid=default"]
-    cfg = compose_config("train", tmp_path, [*overrides, "reid.split_file=other/split.json"])
-    with pytest.raises(ValueError, match="reid.split_file: the re-ID step of a training run"):
-        train(cfg)
-    assert not (tmp_path / "checkpoints").exists()  # refused before any training
+def test_reid_options_of_a_standalone_run_are_not_the_steps() -> None:
+    """The step scores the run's own validation identities with the run's own Trainer: the
+    options of a standalone attrnet-reid run (split_file, device, num_workers) are not in it."""
+    for option in ("split_file=other/split.json", "device=cpu", "num_workers=2"):
+        with pytest.raises(
+            ConfigCompositionException, match=f"Could not override 'reid.{option.split('=')[0]}'"
+        ):
+            compose_config("train", Path("unused"), ["reid=default", f"reid.{option}"])
+        assert compose_config("reid", Path("unused"), ["ckpt_path=x.ckpt", option])

@@ -181,10 +181,10 @@ def test_apr_training_logs_identity_losses_and_val_reid(apr_run) -> None:
         assert name in header
     assert "val/reid_mAP" in header and "val/reid_rank1" in header
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
-    assert any(k.startswith("identity_head.classifier") for k in checkpoint["state_dict"])
-    hparams = checkpoint["hyper_parameters"]
-    assert hparams["identity_head"]["num_identities"] == 7  # 10 synthetic ids - 3 validation ids
-    assert hparams["id_loss_weight"] == hparams["triplet_loss_weight"] == 1.0
+    assert any(k.startswith("identity.head.classifier") for k in checkpoint["state_dict"])
+    identity = checkpoint["hyper_parameters"]["identity"]
+    assert identity["head"]["num_identities"] == 7  # 10 synthetic ids - 3 validation ids
+    assert identity["id_weight"] == identity["triplet_weight"] == 1.0
 
 
 @pytest.mark.parametrize("features", ["identity", "identity+logits", "logits"])
@@ -224,23 +224,23 @@ def test_fine_tune_from_attribute_checkpoint(trained_run: Path, tmp_path: Path) 
             "optimizer.epochs=1",
         ],
     )
-    from attrnet.models.module import AttributeModule
+    import attrnet.training
+    from attrnet.models.loading import initialize_from
 
     captured = {}
-    original = AttributeModule.initialize_from
 
-    def spy(self: AttributeModule, path: str) -> None:
-        original(self, path)
-        captured["state"] = {k: v.clone() for k, v in self.state_dict().items()}
+    def spy(module: torch.nn.Module, path: str) -> None:
+        initialize_from(module, path)
+        captured["state"] = {k: v.clone() for k, v in module.state_dict().items()}
 
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(AttributeModule, "initialize_from", spy)
+        patch.setattr(attrnet.training, "initialize_from", spy)
         train(cfg)
     expected = torch.load(source, weights_only=True)["state_dict"]
     for key, value in expected.items():
         if key.startswith("net."):
             assert torch.equal(captured["state"][key], value), key
-    assert any(k.startswith("identity_head.") for k in captured["state"])
+    assert any(k.startswith("identity.head.") for k in captured["state"])
     assert (tmp_path / "metrics.json").is_file()
 
 
@@ -261,8 +261,8 @@ def test_fine_tune_refuses_a_different_network(trained_run: Path, tmp_path: Path
 
 def test_identity_objective_composes_bag_of_tricks(tmp_path: Path) -> None:
     cfg = compose_config("train", tmp_path, ["objective=identity", "optimizer=bot"])
-    assert cfg.model.attribute_loss_weight == 0.0
-    assert cfg.model.id_loss_weight == cfg.model.triplet_loss_weight == 1.0
+    assert cfg.model.identity.attribute_weight == 0.0
+    assert cfg.model.identity.id_weight == cfg.model.identity.triplet_weight == 1.0
     assert cfg.data.sampler == "identity" and cfg.optimized_metric == "val/reid_mAP"
     assert cfg.callbacks.model_checkpoint.monitor == "val/reid_mAP"
     phase = cfg.optimizer.phases[0]

@@ -35,14 +35,14 @@ def _ckpt(run: Path) -> Path:
 def reference_outputs(checkpoint: Path, paths: list[Path]) -> dict[str, torch.Tensor]:
     """Outputs through the training data path (read_image + eval_transform + the module)."""
     module = load_attribute_module(checkpoint).eval()
-    size = tuple(module.hparams.image_size)
+    size = module.spec.image_size
     transform = eval_transform()
     images = torch.stack([transform(read_image(p, size)) for p in paths])
     with torch.no_grad():
         embedding = module.embed(images)
         logits = module.head(embedding)
         out = {"embedding": embedding, "logits": logits, "probabilities": torch.sigmoid(logits)}
-        if module.identity_branch:
+        if module.identity is not None:
             out["identity"] = module.identity_feature(embedding)
     return out
 

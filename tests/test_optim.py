@@ -8,8 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from attrnet.models.backbone import AttributeResNet50
-from attrnet.models.module import AttributeModule
 from attrnet.optim import (
     build_optimizer,
     build_scheduler,
@@ -17,6 +15,7 @@ from attrnet.optim import (
     phase_for_epoch,
     scheduler_config,
 )
+from tests.helpers import make_module
 
 
 def test_phase_for_epoch_follows_the_plan() -> None:
@@ -206,7 +205,7 @@ def test_fused_kernels_by_default_with_the_same_steps(name: str) -> None:
 
 def test_fp16_gradient_clipping_gets_unfused_steps() -> None:
     """Lightning refuses gradient clipping under fp16 AMP with a fused optimizer."""
-    module = AttributeModule(AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    module = make_module(["hat", "bag"])
     for precision, clip, fused in [
         ("16-mixed", 1.0, False),
         ("16-mixed", None, True),
@@ -223,10 +222,8 @@ def test_checkpoints_with_the_old_lambda_schedule_resume_on_the_same_rates() -> 
     old code did) resumes at the same epoch of the same schedule."""
     settings = {"optimizer": "sgd", "epochs": 6, "lr": 0.1, "warmup_epochs": 2}
     phases = [{**settings, "schedule": "cosine"}]
-    module = AttributeModule(
-        AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], optimizer_phases=phases
-    )
-    phase = module.optimizer_phases[0]
+    module = make_module(["hat", "bag"], phases=phases)
+    phase = module.optimizer_plan.phases[0]
     old_optimizer = build_optimizer([torch.nn.Parameter(torch.zeros(1))], phase)
     old = torch.optim.lr_scheduler.LambdaLR(old_optimizer, lambda e: _expected_factor(phase, e))
     for _ in range(3):

@@ -22,12 +22,19 @@ from tests.helpers import compose_config, needs
 
 READMES = (REPO / "README.md", REPO / "experiments" / "README.md")
 #: console script (or ``python -m attrnet.cli.<name>``) -> its config in conf/
-CONFIGS = {"train": "train", "reid": "reid", "predict": "predict", "export": "export",
-           "data": "dataset"}
+CONFIGS = {
+    "train": "train",
+    "reid": "reid",
+    "predict": "predict",
+    "export": "export",
+    "data": "dataset",
+}
 COMMAND = re.compile(r"(?:attrnet-|-m attrnet\.cli\.)(train|reid|predict|export|data)(?![\w-])")
 #: override prefixes that need an optional extra's Hydra plugin
-PLUGINS = {"hparams_search=": "hydra_plugins.hydra_optuna_sweeper",
-           "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher"}
+PLUGINS = {
+    "hparams_search=": "hydra_plugins.hydra_optuna_sweeper",
+    "hydra/launcher=slurm": "hydra_plugins.hydra_submitit_launcher",
+}
 #: keys named in passing (``data.val_count``, ``model.net.pretrained=true``), by their root
 KEY = re.compile(r"[~+]?((?:data|model|optimizer|trainer|callbacks|loss|reid|aggregate)\.\w[\w.]*)")
 GROUPS = "data|model|loss|optimizer|objective|trainer|experiment|hparams_search"
@@ -35,8 +42,15 @@ GROUP_OPTION = re.compile(rf"({GROUPS})=(\w+)")
 #: Python names in the READMEs that look like keys (the Trainer's method, the API's model.info)
 NOT_KEYS = {"trainer.predict", "model.info.image_size"}
 #: the configs in which a key named in passing may live (dataset-, objective-, preset-specific)
-CONTEXTS = [(), ("data=peta",), ("data=pa100k",), ("objective=apr",), ("reid=default",),
-            ("experiment=optimizer_ablation",), ("trainer=ddp",)]
+CONTEXTS = [
+    (),
+    ("data=peta",),
+    ("data=pa100k",),
+    ("objective=apr",),
+    ("reid=default",),
+    ("experiment=optimizer_ablation",),
+    ("trainer=ddp",),
+]
 
 
 def _code_texts(text: str) -> list[str]:
@@ -81,7 +95,7 @@ def readme_commands() -> list[tuple[str, tuple[str, ...]]]:
     for readme in READMES:
         for text in _code_texts(readme.read_text()):
             for match in COMMAND.finditer(text):
-                found[(CONFIGS[match[1]], _overrides(text[match.end():]))] = None
+                found[(CONFIGS[match[1]], _overrides(text[match.end() :]))] = None
     return list(found)
 
 
@@ -134,8 +148,9 @@ def test_keys_and_options_named_in_passing_exist(tmp_path: Path) -> None:
     assert {"callbacks.nonfinite_loss.max_lag", "model.net.pretrained"} <= keys  # found at all
     missing = object()
     configs = [compose_config("train", tmp_path, list(c)) for c in CONTEXTS]
-    absent = {k for k in keys if all(OmegaConf.select(c, k, default=missing) is missing
-                                     for c in configs)}
+    absent = {
+        k for k in keys if all(OmegaConf.select(c, k, default=missing) is missing for c in configs)
+    }
     assert not absent, f"keys the READMEs name that no config has: {sorted(absent)}"
     options = {(g, o) for g, o in choices if not (REPO / "conf" / g / f"{o}.yaml").is_file()}
     assert not options, f"group options the READMEs name that conf/ lacks: {sorted(options)}"

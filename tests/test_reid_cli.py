@@ -15,8 +15,8 @@ from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval import read_reid_results
-from attrnet.retrieval.from_config import evaluate
-from attrnet.retrieval.pipeline import ReidOptions, run_reid
+from attrnet.retrieval.from_config import evaluate, reid_options
+from attrnet.retrieval.pipeline import run_reid
 from tests.helpers import TINY_OVERRIDES, compose_config
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
@@ -101,12 +101,13 @@ def test_the_pipeline_from_python_gives_the_command_s_results(
     )
     datamodule = AttributeDataModule(
         source,
-        image_size=tuple(module.hparams.image_size),
+        image_size=module.spec.image_size,
         eval_batch_size=64,
         cache_images=False,
         split_file=str(trained_run / "split.json"),
     )
-    options = ReidOptions(distances=("euclidean", "weighted"), num_ranked_lists=2)
+    overrides = ["ckpt_path=unused", "num_ranked_lists=2", "distances=[euclidean,weighted]"]
+    options = reid_options(compose_config("reid", tmp_path, overrides))
     results = run_reid(module, datamodule, options, tmp_path / "python", checkpoint)
     command = _reid(trained_run, tmp_path / "command", "distances=[euclidean,weighted]")
     assert results == command

@@ -35,13 +35,11 @@ from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.transforms import eval_transform
-from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.loading import load_attribute_module
-from attrnet.models.module import AttributeModule
 from attrnet.retrieval.from_config import evaluate
 from attrnet.training import train
 from tests.faults import PoisonBatch
-from tests.helpers import TINY_OVERRIDES, compose_config
+from tests.helpers import TINY_OVERRIDES, compose_config, make_module
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = Path(sys.executable).parent / "attrnet-train"
@@ -141,6 +139,7 @@ def test_epoch_shuffle_sampler_depends_on_seed_and_epoch_only() -> None:
 
 # ---------------------------------------------------------------------------- atomic checkpoints
 
+
 def _die_halfway_through_a_save(target: Path) -> None:
     """In a forked process: write half of a checkpoint, then exit as if killed."""
     real_save = torch.save
@@ -206,7 +205,7 @@ class Payload:
 
 def _module_checkpoint(path: Path, **extra: object) -> Path:
     """A checkpoint of a real AttributeModule as Lightning lays it out, plus ``extra`` entries."""
-    module = AttributeModule(AttributeResNet50(2), ["hat", "bag"], [0.5, 0.5], image_size=[32, 16])
+    module = make_module(["hat", "bag"])
     checkpoint = {
         "state_dict": module.state_dict(),
         "hyper_parameters": dict(module.hparams),
@@ -469,9 +468,7 @@ def test_dataloader_workers_surface_a_bad_image_instead_of_hanging(
     corrupt_set: tuple[Path, list[str]], tmp_path: Path
 ) -> None:
     cache, bad = corrupt_set
-    command = _train_command(
-        tmp_path / "run", "data.num_workers=2", "data.cache_images=false"
-    )
+    command = _train_command(tmp_path / "run", "data.num_workers=2", "data.cache_images=false")
     try:
         done = _run(command, cache, tmp_path)
     except subprocess.TimeoutExpired:

@@ -41,14 +41,24 @@ from attrnet.synthetic.market import MANIFEST_NAME, REAL_TRAIN_FIELD_ORDER
 from attrnet.synthetic.render import render_person
 
 REAL_MAT = (
-    Path(__file__).resolve().parents[2] / "shared" / "data" / "market1501_attribute"
+    Path(__file__).resolve().parents[2]
+    / "shared"
+    / "data"
+    / "market1501_attribute"
     / "market_attribute.mat"
 )
 NAME = re.compile(r"^(-1|\d{4})_c(\d)s(\d)_(\d{6})_(\d{2})\.jpg$")
 FOLDERS = ("bounding_box_train", "bounding_box_test", "query")
 SMALL = dict(num_train_ids=8, num_test_ids=6, images_per_id=6, num_junk=3, num_distractors=4)
-TINY = dict(num_train_ids=3, num_test_ids=2, images_per_id=4, height=64, width=32, num_junk=1,
-            num_distractors=1)
+TINY = dict(
+    num_train_ids=3,
+    num_test_ids=2,
+    images_per_id=4,
+    height=64,
+    width=32,
+    num_junk=1,
+    num_distractors=1,
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +69,8 @@ def small_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _hashes(root: Path) -> dict[str, str]:
     return {
         str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
-        for path in sorted(root.rglob("*")) if path.is_file()
+        for path in sorted(root.rglob("*"))
+        if path.is_file()
     }
 
 
@@ -80,8 +91,9 @@ def _images(root: Path) -> dict[str, list[tuple[int, int]]]:
 def _mat_split(root: Path, split: str) -> pd.DataFrame:
     struct = scipy.io.loadmat(root / "market_attribute.mat")["market_attribute"][split][0, 0]
     index = [str(cell[0]) for cell in struct["image_index"][0, 0][0]]
-    return pd.DataFrame({f: struct[f][0, 0][0] for f in ANNOTATION_FIELDS},
-                        index=[int(i) for i in index])
+    return pd.DataFrame(
+        {f: struct[f][0, 0][0] for f in ANNOTATION_FIELDS}, index=[int(i) for i in index]
+    )
 
 
 def test_same_seed_gives_identical_bytes(small_set: Path, tmp_path: Path) -> None:
@@ -131,8 +143,10 @@ def test_mat_has_the_real_structure(small_set: Path) -> None:
     assert age.dtype == np.uint8 and age.shape == (1, SMALL["num_train_ids"])
     assert all(re.fullmatch(r"\d{4}", str(c[0])) for c in train["image_index"][0, 0][0])
     images = _images(small_set)
-    for split, count, folder in (("train", SMALL["num_train_ids"], "bounding_box_train"),
-                                 ("test", SMALL["num_test_ids"], "query")):
+    for split, count, folder in (
+        ("train", SMALL["num_train_ids"], "bounding_box_train"),
+        ("test", SMALL["num_test_ids"], "query"),
+    ):
         fields = _mat_split(small_set, split)
         assert len(fields) == count
         assert set(fields.index) == {pid for pid, _ in images[folder]}
@@ -151,8 +165,9 @@ def test_course_csv_matches_the_mat(small_set: Path) -> None:
     )
     table = pd.read_csv(small_set / "annotations_train.csv").set_index("id")
     mat = _mat_split(small_set, "train")
-    pd.testing.assert_frame_equal(table.sort_index(), mat.sort_index().astype(table.dtypes),
-                                  check_names=False)
+    pd.testing.assert_frame_equal(
+        table.sort_index(), mat.sort_index().astype(table.dtypes), check_names=False
+    )
 
 
 @pytest.mark.parametrize(("count", "tolerance"), [(200, 0.03), (3000, 0.01)])

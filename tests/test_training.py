@@ -25,12 +25,11 @@ from attrnet.attributes import CLASSIFICATION_COLUMNS
 from attrnet.callbacks import OptimizerSwap
 from attrnet.cli.predict import predict
 from attrnet.data.splits import IdentitySplit
-from attrnet.models.backbone import AttributeResNet50
-from attrnet.models.module import AttributeModule
 from attrnet.models.plots import GRID_COLOURS, GRID_LEGEND_HEIGHT
+from attrnet.optim import OptimizerPlan
 from attrnet.predictions import read_prediction_csv
 from attrnet.training import SUMMARY_METRICS, train
-from tests.helpers import TINY_OVERRIDES, compose_config
+from tests.helpers import TINY_OVERRIDES, compose_config, make_module
 
 
 @pytest.mark.parametrize("precision", ["32-true", "bf16-mixed"])
@@ -202,11 +201,8 @@ def _fit(tmp_path: Path, max_epochs: int, ckpt_path: Path | None = None) -> Phas
     cfg = compose_config("train", tmp_path, TINY_OVERRIDES)
     datamodule = instantiate(cfg.data)
     datamodule.setup("fit")
-    module = AttributeModule(
-        AttributeResNet50(len(datamodule.attributes)),
-        datamodule.attributes,
-        datamodule.positive_ratio,
-        optimizer_phases=PHASES,
+    module = make_module(
+        datamodule.attributes, phases=PHASES, positive_ratio=datamodule.positive_ratio
     )
     probe = PhaseProbe()
     checkpoints = ModelCheckpoint(
@@ -256,7 +252,7 @@ def test_resume_before_switch_switches_on_time(tmp_path: Path) -> None:
 class TwoGroupModule(L.LightningModule):
     """A linear model whose weight and bias train at different learning rates."""
 
-    optimizer_phases = ({"name": "sgd", "epochs": 1},)
+    optimizer_plan = OptimizerPlan([{"optimizer": "sgd", "epochs": 1}])
     active_phase = 0
 
     def __init__(self) -> None:

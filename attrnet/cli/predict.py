@@ -21,7 +21,7 @@ def predict(cfg: DictConfig) -> Path:
     """Predict every image of ``cfg.images_dir``; returns the written CSV path."""
     module = load_attribute_module(cfg.ckpt_path)
     paths = list_images(cfg.images_dir)
-    size = tuple(module.hparams.image_size)
+    size = module.spec.image_size
     images = image_inputs(paths, size)
     probabilities = run_module(
         module,
@@ -32,7 +32,7 @@ def predict(cfg: DictConfig) -> Path:
         precision=cfg.precision,
     )["probabilities"]
     table = prediction_table(
-        [p.name for p in paths], probabilities, module.attribute_names, module.hparams.threshold
+        [p.name for p in paths], probabilities, module.attribute_names, module.threshold
     )
     output = Path(cfg.output)
     write_prediction_csv(output, table)
@@ -43,7 +43,7 @@ def predict(cfg: DictConfig) -> Path:
             probabilities[:count], index=paths[:count], columns=module.attribute_names
         )
         shown = [images[i] for i in range(count)]
-        figure = predictions_figure(shown, frame, module.hparams.threshold, cfg.figure_top_k)
+        figure = predictions_figure(shown, frame, module.threshold, cfg.figure_top_k)
         save_figure(figure, cfg.figure_path)
         print(f"Drew the predictions of {count} images in {cfg.figure_path}")
     return output

@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 
+from attrnet.models.spec import ModelSpec
+
 #: Every output a model can give, in graph order; ``identity`` only with an identity branch.
 OUTPUT_NAMES: tuple[str, ...] = ("logits", "probabilities", "embedding", "identity")
 
@@ -20,15 +22,10 @@ METADATA_KEY = "attrnet"
 
 
 @dataclass(frozen=True)
-class ModelInfo:
-    """Attribute names (output order), training input size (height, width), the per-channel
-    mean and standard deviation the images were normalised with (on the 0..1 scale), the
-    decision threshold, and the outputs the model has."""
+class ModelInfo(ModelSpec):
+    """A model's :class:`~attrnet.models.spec.ModelSpec` (attribute names in output order, input
+    size, normalisation), its decision threshold, and the outputs it has."""
 
-    attribute_names: tuple[str, ...]
-    image_size: tuple[int, int]
-    mean: tuple[float, float, float]
-    std: tuple[float, float, float]
     threshold: float
     outputs: tuple[str, ...]
 
@@ -41,16 +38,16 @@ class ModelInfo:
         try:
             data = json.loads(text)
             info = cls(
-                attribute_names=tuple(str(n) for n in data["attribute_names"]),
-                image_size=(int(data["image_size"][0]), int(data["image_size"][1])),
-                mean=tuple(float(v) for v in data["mean"]),
-                std=tuple(float(v) for v in data["std"]),
+                attribute_names=tuple(data["attribute_names"]),
+                image_size=tuple(data["image_size"]),
+                mean=tuple(data["mean"]),
+                std=tuple(data["std"]),
                 threshold=float(data["threshold"]),
                 outputs=tuple(str(o) for o in data["outputs"]),
             )
         except (ValueError, KeyError, TypeError, IndexError) as error:
             raise ValueError(f"malformed attrnet model metadata ({error!r})") from None
         unknown = set(info.outputs) - set(OUTPUT_NAMES)
-        if unknown or len(info.mean) != 3 or len(info.std) != 3:
+        if unknown or len(info.image_size) != 2 or len(info.mean) != 3 or len(info.std) != 3:
             raise ValueError(f"malformed attrnet model metadata: {text[:200]}")
         return info

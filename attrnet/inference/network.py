@@ -18,14 +18,14 @@ from attrnet.models.module import AttributeModule
 
 def model_info(module: AttributeModule) -> ModelInfo:
     """The :class:`ModelInfo` of a loaded module (names, size, normalisation, outputs)."""
-    outputs = OUTPUT_NAMES if module.identity_branch else OUTPUT_NAMES[:3]
-    height, width = module.hparams.image_size
+    outputs = OUTPUT_NAMES if module.identity is not None else OUTPUT_NAMES[:3]
+    spec = module.spec
     return ModelInfo(
-        attribute_names=tuple(module.attribute_names),
-        image_size=(int(height), int(width)),
-        mean=tuple(float(v) for v in module.normalization["mean"]),
-        std=tuple(float(v) for v in module.normalization["std"]),
-        threshold=float(module.hparams.threshold),
+        attribute_names=spec.attribute_names,
+        image_size=spec.image_size,
+        mean=spec.mean,
+        std=spec.std,
+        threshold=module.threshold,
         outputs=outputs,
     )
 

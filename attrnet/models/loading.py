@@ -1,53 +1,44 @@
-"""Rebuild a trained ``AttributeModule`` from its checkpoint: network, identity head, weights.
+"""Rebuild a trained ``AttributeModule`` from its checkpoint, and fine-tune from another run's.
 
-The module gets its network and identity head injected, so loading first builds them from the
-constructor arguments saved with the hyper-parameters. Checkpoints written before the network
-was injected kept those arguments as flat module keywords (``attention``, ``last_stride``,
-``num_identities``, ``bnneck``, ...); they are read too.
+A checkpoint keeps every injected part's arguments in its hyper-parameters (``net`` with its
+class, ``identity``, ``optimizer``, ``spec``, ``threshold``); loading builds the parts again
+(without ImageNet weights or compilation: the checkpoint has the trained weights) and loads the
+state. Checkpoints of earlier versions are read through ``attrnet.models.legacy``.
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from attrnet.checkpoints import CheckpointError, load_checkpoint
-from attrnet.models.backbone import EMBEDDING_DIM, AttributeResNet50
-from attrnet.models.identity import IdentityHead
+from attrnet.models.identity import IdentityBranch, IdentityHead
+from attrnet.models.legacy import upgrade_hparams
+from attrnet.models.losses import WeightedBCEWithLogits
 from attrnet.models.module import AttributeModule
-
-#: The network's keywords among the flat hyper-parameters of a checkpoint from before injection.
-_FLAT_NET_KEYS = (
-    "attention",
-    "attention_stages",
-    "last_stride",
-    "dropout",
-    "weights_path",
-    "activation_checkpointing",
-    "zero_init_residual",
-)
+from attrnet.models.network import build_network
+from attrnet.models.spec import ModelSpec
+from attrnet.optim import OptimizerPlan
 
 
-def networks_from_hparams(
-    hparams: Mapping[str, Any],
-) -> tuple[AttributeResNet50, IdentityHead | None]:
-    """The network (without ImageNet weights: the checkpoint has the trained ones) and the
-    identity head (or None) that a checkpoint's hyper-parameters describe."""
-    net_args = hparams.get("net")
-    head_args = hparams.get("identity_head")
-    if net_args is None:  # written before the network was injected
-        net_args = {k: hparams[k] for k in _FLAT_NET_KEYS if k in hparams}
-        net_args["num_attributes"] = len(hparams["attribute_names"])
-        if hparams.get("id_loss_weight", 0.0) > 0:
-            head_args = {
-                "embedding_dim": EMBEDDING_DIM,
-                "num_identities": hparams["num_identities"],
-                "bnneck": hparams.get("bnneck", True),
-            }
-    net = AttributeResNet50(**{**net_args, "pretrained": False})
-    return net, None if head_args is None else IdentityHead(**head_args)
+def module_from_hparams(hparams: Mapping[str, Any]) -> AttributeModule:
+    """An untrained module with the parts today's ``hparams`` describe; the criterion's
+    weights are placeholders (a checkpoint's state brings the real ones)."""
+    spec = ModelSpec.from_dict(hparams["spec"])
+    net = build_network(hparams["net"], pretrained=False, compile=False)
+    count = len(spec.attribute_names)
+    criterion = WeightedBCEWithLogits(torch.ones(count), torch.ones(count))
+    identity = None
+    if hparams.get("identity") is not None:
+        branch = dict(hparams["identity"])
+        head = branch.pop("head")
+        head = None if head is None else IdentityHead(**head)
+        identity = IdentityBranch(head, **branch, metric=None)  # no validation here
+    plan = OptimizerPlan(hparams["optimizer"])
+    return AttributeModule(net, criterion, plan, spec, identity, hparams["threshold"])
 
 
 def load_attribute_module(checkpoint: str | Path, map_location: str = "cpu") -> AttributeModule:
@@ -55,20 +46,41 @@ def load_attribute_module(checkpoint: str | Path, map_location: str = "cpu") -> 
 
     The file is read once, by ``attrnet.checkpoints.load_checkpoint``, so a missing, corrupt or
     code-carrying checkpoint fails with a ``CheckpointError`` naming it. The module is built as
-    Lightning's ``load_from_checkpoint`` builds it (the saved hyper-parameters that are
-    constructor arguments, ``on_load_checkpoint``, a strict ``load_state_dict``), around the
-    rebuilt network and identity head.
+    Lightning's ``load_from_checkpoint`` builds it (its parts from the hyper-parameters,
+    ``on_load_checkpoint``, a strict ``load_state_dict``).
     """
     path = Path(checkpoint)
     saved = load_checkpoint(path, map_location=map_location)
     if "state_dict" not in saved:
         raise CheckpointError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    hparams = saved.get("hyper_parameters", {})
-    net, identity_head = networks_from_hparams(hparams)
-    accepted = inspect.signature(AttributeModule.__init__).parameters
-    arguments = {name: value for name, value in hparams.items() if name in accepted}
-    arguments.update(net=net, identity_head=identity_head, compile=False)
-    module = AttributeModule(**arguments)
+    try:
+        module = module_from_hparams(upgrade_hparams(saved.get("hyper_parameters", {}), saved))
+    except KeyError as missing:
+        raise CheckpointError(f"{path}: not an attrnet checkpoint (no {missing} setting)") from None
+    except ValueError as error:  # e.g. a network class that is not attrnet's
+        raise CheckpointError(f"{path}: {error}") from None
     module.on_load_checkpoint(saved)
     module.load_state_dict(saved["state_dict"])
     return module.to(map_location)
+
+
+def initialize_from(module: AttributeModule, checkpoint_path: str | Path) -> None:
+    """Start ``module`` from the network weights of another run's checkpoint (fine-tuning).
+
+    The backbone and attribute head must match; the identity branch may be new (it keeps its
+    fresh initialisation). Optimizer state and epochs are not taken over.
+    """
+    state = load_checkpoint(checkpoint_path).get("state_dict")
+    if state is None:
+        raise CheckpointError(f"{checkpoint_path}: not a Lightning checkpoint (no state_dict)")
+    own = {k: v for k, v in module.state_dict().items() if k.startswith("net.")}
+    wanted = {k: v for k, v in state.items() if k.startswith("net.")}
+    differing = [k for k, v in wanted.items() if k not in own or own[k].shape != v.shape]
+    differing += [k for k in own if k not in wanted]
+    if differing:
+        raise ValueError(
+            f"{checkpoint_path}: its network does not match this model (first differing "
+            f"weights: {differing[:3]}); fine-tuning needs the same backbone, attention "
+            "setting and attribute list"
+        )
+    module.load_state_dict(wanted, strict=False)

@@ -38,8 +38,8 @@ def positive_ratio(targets: torch.Tensor | np.ndarray) -> torch.Tensor:
 
 
 def attribute_weights(
-    pos_ratio: torch.Tensor | np.ndarray,
-    strategy: WeightStrategy = "inverse_frequency",
+    pos_ratio: torch.Tensor | np.ndarray | list[float],
+    strategy: WeightStrategy,
     eps: float = RATIO_EPS,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-attribute ``(pos_weight, neg_weight)``, each of shape (A,), for a weighting strategy.
@@ -101,14 +101,22 @@ class WeightedBCEWithLogits(nn.Module):
         self.register_buffer("neg_weight", neg_weight.clone())
 
     @classmethod
-    def from_targets(
+    def from_ratio(
         cls,
-        targets: torch.Tensor | np.ndarray,
-        strategy: WeightStrategy = "inverse_frequency",
+        positive_ratio: torch.Tensor | np.ndarray | list[float],
+        strategy: WeightStrategy,
         eps: float = RATIO_EPS,
     ) -> WeightedBCEWithLogits:
+        """The criterion a loss config describes (``conf/loss``, a partial of this): weights
+        from the training split's per-attribute positive ratios."""
+        return cls(*attribute_weights(positive_ratio, strategy, eps))
+
+    @classmethod
+    def from_targets(
+        cls, targets: torch.Tensor | np.ndarray, strategy: WeightStrategy, eps: float = RATIO_EPS
+    ) -> WeightedBCEWithLogits:
         """Build the loss from training-split targets (N, A) with a weighting strategy."""
-        return cls(*attribute_weights(positive_ratio(targets), strategy, eps))
+        return cls.from_ratio(positive_ratio(targets), strategy, eps)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Mean weighted BCE over batch and attributes; logits and targets of shape (B, A).

@@ -1,7 +1,7 @@
 """Re-ID evaluation from an ``attrnet-reid`` config: the inputs it names (checkpoint, data,
 options), the tags it logs, and the run itself with its logging session. ``attrnet-train``'s
-re-ID step takes the options from here (``reid_options``) and runs the same pipeline
-(``attrnet.retrieval.pipeline.run_reid``) on the model and data it already holds.
+re-ID step reads the same options (its ``reid`` group, ``reid_options``) and runs the same
+pipeline (``attrnet.retrieval.pipeline.run_reid``) on the model and data it already holds.
 """
 
 from __future__ import annotations
@@ -27,24 +27,9 @@ from attrnet.tensorboard import (
 )
 
 
-def reid_config(train_cfg: DictConfig, checkpoint: str | Path | None = None) -> DictConfig:
-    """The ``attrnet-reid`` config of a training run's re-ID step: the options of its ``reid``
-    group (``conf/reid/default.yaml``, composed by Hydra) with the run's data and folder
-    (results land there); ``ckpt_path`` is ``checkpoint`` (``None``: left to set once training
-    has chosen the best checkpoint)."""
-    options = OmegaConf.to_container(train_cfg.reid, resolve=True)
-    return OmegaConf.create(
-        {
-            **options,
-            "data": OmegaConf.to_container(train_cfg.data, resolve=True),
-            "paths": OmegaConf.to_container(train_cfg.paths, resolve=True),
-            "ckpt_path": "???" if checkpoint is None else str(checkpoint),
-        }
-    )
-
-
 def reid_options(cfg: DictConfig) -> ReidOptions:
-    """The pipeline options of an ``attrnet-reid`` config (or of a training run's ``reid``)."""
+    """The pipeline options of an ``attrnet-reid`` config, or of a training run's ``reid``
+    group (``conf/reid/default.yaml`` in both)."""
     plain = OmegaConf.to_container(cfg, resolve=True)
     return ReidOptions(**{f.name: plain[f.name] for f in fields(ReidOptions)})
 
@@ -57,7 +42,7 @@ def reid_inputs(cfg: DictConfig) -> tuple[AttributeModule, AttributeDataModule, 
     split = cfg.split_file or run_split_file(cfg.ckpt_path)
     datamodule = instantiate(
         cfg.data,
-        image_size=list(module.hparams.image_size),
+        image_size=list(module.spec.image_size),
         split_file=None if split is None else str(split),
         cache_images=False,
         eval_batch_size=cfg.batch_size,

@@ -46,19 +46,19 @@ MODES = ("val", "market1501", "test")
 class ReidOptions:
     """What a re-ID run computes (``conf/reid/default.yaml`` documents each option and default)."""
 
-    mode: str = "val"
-    features: str = "logits"
-    flip: bool = False
-    distances: tuple[str, ...] = ("euclidean",)
-    weights_from: str = "f1"
-    rerank: bool = False
-    rerank_k1: int = 20
-    rerank_k2: int = 6
-    rerank_lambda: float = 0.3
-    max_rank: int = 50
-    max_results: int = 50
-    query_seed: int = 0
-    num_ranked_lists: int = 8
+    mode: str
+    features: str
+    flip: bool
+    distances: tuple[str, ...]
+    weights_from: str
+    rerank: bool
+    rerank_k1: int
+    rerank_k2: int
+    rerank_lambda: float
+    max_rank: int
+    max_results: int
+    query_seed: int
+    num_ranked_lists: int
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
