@@ -25,18 +25,55 @@ from attrnet.inference.onnx_runtime import ModelFileError
 from tests.helpers import compose_config
 from tests.test_inference import SIZE, reference_outputs
 
+#: The whole API on an ONNX file: neither ``import attrnet`` nor any method may load torch or
+#: the training stack (with torch installed, so any import of it would show).
 TORCH_FREE = """
-import json, sys
+import io, json, sys
+def loaded():
+    heavy = ("torch", "torchvision", "torchmetrics", "lightning", "timm")
+    return [m for m in sys.modules if m.split(".")[0] in heavy]
 import attrnet
+assert not loaded(), loaded()
 model = attrnet.load(sys.argv[1], device="cpu")
 paths = sys.argv[2:]
 table = model.predict(paths)
 decoded = model.decode(table)
-embedding = model.features(paths, kind="embedding")
-assert "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("torch"))
+features = {kind: model.features(paths, kind=kind).tolist() for kind in model.info.outputs}
+search = {
+    distance: model.search(paths[:2], paths, top_k=3, distance=distance).to_dict("list")
+    for distance in ("euclidean", "cosine")
+}
+model.show(paths).savefig(io.BytesIO(), format="png")
+assert not loaded(), loaded()
 print(json.dumps({"probabilities": table.to_numpy().tolist(), "age": decoded["age"].tolist(),
-                  "embedding_shape": list(embedding.shape)}))
+                  "features": features, "search": search}))
 """
+
+
+def _check_torch_free_api(onnx_file: Path, checkpoint: Path, crops: list[Path]) -> None:
+    """Every API method on the ONNX file in a process without torch, against the checkpoint."""
+    process = subprocess.run(
+        [sys.executable, "-c", TORCH_FREE, str(onnx_file), *map(str, crops)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    assert process.returncode == 0, process.stderr[-2000:]
+    answer = json.loads(process.stdout)
+    torch_model = attrnet.load(checkpoint, device="cpu")
+    table = torch_model.predict(crops)
+    np.testing.assert_allclose(answer["probabilities"], table.to_numpy(), atol=1e-4)
+    assert answer["age"] == torch_model.decode(table)["age"].tolist()
+    assert sorted(answer["features"]) == sorted(torch_model.info.outputs)
+    for kind, values in answer["features"].items():
+        expected = torch_model.features(crops, kind=kind)
+        np.testing.assert_allclose(values, expected, rtol=1e-4, atol=1e-4, err_msg=kind)
+    for distance, hits in answer["search"].items():
+        expected = torch_model.search(crops[:2], crops, top_k=3, distance=distance)
+        assert len(expected) == 6 and expected["gallery_index"].tolist()[::3] == [0, 1]
+        distances = hits.pop("distance")
+        assert hits == expected.drop(columns="distance").to_dict("list"), distance
+        np.testing.assert_allclose(distances, expected["distance"], atol=1e-4, err_msg=distance)
 
 
 def _check_graph(path: Path, checkpoint: Path, crops: list[Path], outputs: list[str]) -> None:
@@ -74,9 +111,10 @@ def test_cli_exports_attention_identity_model(identity_run: Path, mini_market: P
     assert "uint8 RGB (N, 3, 32, 16)" in result.stdout
     outputs = ["logits", "probabilities", "embedding", "identity"]
     _check_graph(tmp_path / "model.onnx", checkpoint, crops, outputs)
+    _check_torch_free_api(tmp_path / "model.onnx", checkpoint, crops)
 
 
-def test_plain_model_predicts_from_onnx_without_torch(
+def test_plain_model_runs_from_onnx_without_torch(
     trained_run: Path, mini_market: Path, tmp_path: Path
 ) -> None:
     checkpoint = trained_run / "checkpoints" / "last.ckpt"
@@ -86,19 +124,7 @@ def test_plain_model_predicts_from_onnx_without_torch(
     outputs = ["logits", "probabilities", "embedding"]
     _check_graph(tmp_path / "plain.onnx", checkpoint, crops, outputs)
 
-    process = subprocess.run(
-        [sys.executable, "-c", TORCH_FREE, str(tmp_path / "plain.onnx"), *map(str, crops)],
-        capture_output=True,
-        text=True,
-        env={**os.environ, "PYTHONWARNINGS": "ignore"},
-    )
-    assert process.returncode == 0, process.stderr[-2000:]
-    answer = json.loads(process.stdout)
-    torch_model = attrnet.load(checkpoint, device="cpu")
-    table = torch_model.predict(crops)
-    np.testing.assert_allclose(answer["probabilities"], table.to_numpy(), atol=1e-4)
-    assert answer["age"] == torch_model.decode(table)["age"].tolist()
-    assert answer["embedding_shape"] == [4, 2048]
+    _check_torch_free_api(tmp_path / "plain.onnx", checkpoint, crops)
     with pytest.raises(ValueError, match="kind='identity'.*no identity branch"):
         attrnet.load(tmp_path / "plain.onnx").features(crops, kind="identity")
 

@@ -10,7 +10,8 @@
 
 Images: paths, PIL images, uint8 arrays or tensors, one or many (see
 ``attrnet.inference.images``). This module imports no torch; a checkpoint loads torch when
-opened, an ONNX file never does (``search`` uses the torch distance code, ``show`` matplotlib).
+opened, an ONNX file never does: every method then runs on numpy and onnxruntime (``show``
+also needs matplotlib).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from attrnet.distances import iter_distance_chunks
 from attrnet.inference.images import ImageInputs, image_inputs
 from attrnet.inference.info import ModelInfo
 from attrnet.predictions import decode_predictions
@@ -116,12 +118,11 @@ class Model:
         ``query``, ``rank`` (1 = best), ``gallery``, ``gallery_index`` and ``distance``.
 
         ``kind``: the features (default ``identity`` when the model has it, else ``logits``);
-        ``distance``: "euclidean" or "cosine" (``attrnet.retrieval.distances``).
+        ``distance``: "euclidean" or "cosine" (``attrnet.distances``, numpy). Equal
+        distances keep gallery order; a chunk of queries is ranked at a time.
 
         >>> model.search(["q.jpg"], gallery_paths, top_k=5)
         """
-        from attrnet.retrieval.distances import compute_distance  # torch
-
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance={distance!r}; expected 'euclidean' or 'cosine'")
         if top_k < 1:
@@ -129,13 +130,14 @@ class Model:
         kind = kind or ("identity" if "identity" in self.info.outputs else "logits")
         query = self._inputs(query_images, "query_images")
         gallery = self._inputs(gallery_images, "gallery_images")
-        distances = compute_distance(self._run(query, kind), self._run(gallery, kind), distance)
-        values, columns = distances.topk(min(top_k, len(gallery)), dim=1, largest=False)
-        rows = [
-            (query.names[q], rank + 1, gallery.names[g], g, d)
-            for q in range(len(query))
-            for rank, (g, d) in enumerate(zip(columns[q].tolist(), values[q].tolist(), strict=True))
-        ]
+        features = self._run(query, kind), self._run(gallery, kind)
+        rows = []
+        for start, block in iter_distance_chunks(*features, distance):
+            nearest = np.argsort(block, axis=1, kind="stable")[:, :top_k]
+            values = np.take_along_axis(block, nearest, axis=1).tolist()
+            for q, (columns, row) in enumerate(zip(nearest.tolist(), values, strict=True), start):
+                hits = enumerate(zip(columns, row, strict=True), 1)
+                rows.extend((query.names[q], rank, gallery.names[g], g, d) for rank, (g, d) in hits)
         return pd.DataFrame(rows, columns=["query", "rank", "gallery", "gallery_index", "distance"])
 
     def show(self, images: Any, top_k: int = 5, columns: int = 8) -> Figure:

@@ -2,9 +2,11 @@
 
 These need only torch, numpy and PIL (no training code), so they also serve saved features;
 ``attrnet.retrieval.pipeline`` runs them on the features of a trained module (``attrnet-reid``).
+The distances come from ``attrnet.distances`` (numpy only), which the torch-free inference API
+shares.
 """
 
-from attrnet.retrieval.distances import (
+from attrnet.distances import (
     METRICS,
     Metric,
     compute_distance,

@@ -25,12 +25,12 @@ from torch.utils.tensorboard import SummaryWriter
 
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.splits import study_reid_protocol
+from attrnet.distances import compute_distance, weights_from_scores
 from attrnet.errors import DataError
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.io import atomic_write_text
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.module import AttributeModule
-from attrnet.retrieval.distances import compute_distance, weights_from_scores
 from attrnet.retrieval.features import network_outputs, reid_features
 from attrnet.retrieval.outputs import write_reid_results
 from attrnet.retrieval.rank import evaluate_rank, market_excluded
@@ -125,7 +125,7 @@ class ReidRun:
         )
         return reid_features(outputs, kind, flip)
 
-    def attribute_weights(self, val: Side) -> torch.Tensor:
+    def attribute_weights(self, val: Side) -> np.ndarray:
         """Per-attribute weights from validation F1 or accuracy (the study's weighted distance)."""
         if self.options.features not in ("logits", "probabilities"):
             raise ValueError(
@@ -144,7 +144,7 @@ class ReidRun:
         return weights_from_scores(torch.stack([results[f"{key}/{n}"] for n in names]))
 
     def distance(
-        self, query: Side, gallery: Side, metric: str, weights: torch.Tensor | None
+        self, query: Side, gallery: Side, metric: str, weights: np.ndarray | None
     ) -> torch.Tensor:
         options = self.options
         if metric == "random":  # chance level: a seeded random ranking, the reference row
@@ -161,7 +161,8 @@ class ReidRun:
                 metric=kind,
                 weights=weights,
             )
-        return compute_distance(query.features, gallery.features, kind, weights=weights)
+        distances = compute_distance(query.features, gallery.features, kind, weights=weights)
+        return torch.from_numpy(distances)
 
     def study_val_sides(self) -> tuple[Side, Side, Side]:
         """Validation features, split into the study's one-query-per-identity protocol."""
@@ -252,7 +253,7 @@ def _test_mode(
     run: ReidRun,
     output_dir: Path | None,
     val: tuple[Side, Side],
-    weights: torch.Tensor | None,
+    weights: np.ndarray | None,
 ) -> dict[str, dict[str, float]]:
     """Choose the threshold on validation, cut the test lists there, write ``reid_test.txt``
     into ``output_dir`` (``None``: a DDP rank other than 0, which only computes)."""

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from attrnet.retrieval.distances import (
-    ArrayLike,
+from attrnet.distances import (
     Metric,
     as_features,
     iter_distance_chunks,
     paired_distance,
 )
+from attrnet.retrieval.rank import ArrayLike
 
 _PAIR_BUDGET = 1 << 22  # rows of joined pairs (or gathered feature rows) handled at a time
 
@@ -64,7 +64,8 @@ def _neighbours(
     rank = torch.empty(n, k, dtype=torch.int64)
     row_max = torch.empty(n)
     q_g = torch.empty(num_query, n - num_query)
-    for s, block in iter_distance_chunks(feats, feats, metric, weights, chunk_size, squared=True):
+    for s, array in iter_distance_chunks(feats, feats, metric, weights, chunk_size, squared=True):
+        block = torch.from_numpy(array)
         e = s + block.shape[0]
         rank[s:e] = torch.topk(block, k, dim=1, largest=False, sorted=True).indices
         row_max[s:e] = block.amax(1)
@@ -128,7 +129,8 @@ def _weights(
     for s in range(0, row.numel(), step):
         r, c = row[s : s + step], col[s : s + step]
         a, b = feats.index_select(0, r), feats.index_select(0, c)
-        dist[s : s + step] = paired_distance(a, b, metric, weights, squared=True)
+        pairs = paired_distance(a, b, metric, weights, squared=True)
+        dist[s : s + step] = torch.from_numpy(pairs)
     w = torch.exp(-(dist / row_max.index_select(0, row)))
     total = torch.zeros(n).index_add_(0, row, w)
     return _Sparse(row, col, w / total.index_select(0, row), n)
@@ -236,7 +238,7 @@ def re_ranking(
     g = as_features(gallery, "gallery")
     if q.shape[1] != g.shape[1]:
         raise ValueError(f"query has {q.shape[1]} dims but gallery has {g.shape[1]}")
-    feats = torch.cat([q, g])
+    feats = torch.from_numpy(np.concatenate([q, g]))
     num_query = q.shape[0]
     k = min(max(k1 + 1, k2), feats.shape[0])
     rank, row_max, out = _neighbours(feats, num_query, k, metric, weights, chunk_size)

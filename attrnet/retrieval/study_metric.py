@@ -14,7 +14,7 @@ from torchmetrics import Metric
 from torchmetrics.utilities import dim_zero_cat
 
 from attrnet.data.splits import study_reid_protocol
-from attrnet.retrieval.distances import compute_distance
+from attrnet.distances import compute_distance
 from attrnet.retrieval.rank import evaluate_rank
 
 
