@@ -8,7 +8,7 @@ import pytest
 
 from attrnet.config import compose_run_config as compose_config
 
-__all__ = ["TINY_OVERRIDES", "compose_config", "needs"]
+__all__ = ["TINY_IMAGE_SIZE", "TINY_OVERRIDES", "compose_config", "needs"]
 
 
 def needs(*modules: str) -> pytest.MarkDecorator:
@@ -24,6 +24,13 @@ def _importable(name: str) -> bool:
     except ModuleNotFoundError:  # a parent package is absent
         return False
 
+#: The tiny runs' input (height, width): ResNet50's total stride, so its last stage sees 2x2
+#: and ends in a 1x1 map. Never narrower: at 16 px wide, layer4's first 3x3 stride-2 convolution
+#: gets a 1-pixel-wide map, where oneDNN 3.12's CPU bf16 kernels let memory they never wrote
+#: into the result (weight-gradient taps that see only padding on AVX512-BF16; NaN losses on
+#: AMX CPUs once freed memory holds NaN).
+TINY_IMAGE_SIZE = (32, 32)
+
 #: A tiny synthetic set and model input so a ResNet50 epoch takes seconds on two CPU cores.
 TINY_OVERRIDES = [
     "data.source.num_train_ids=10",
@@ -33,7 +40,7 @@ TINY_OVERRIDES = [
     "data.source.width=32",
     "data.source.num_junk=4",
     "data.source.num_distractors=4",
-    "data.image_size=[32,16]",
+    f"data.image_size=[{TINY_IMAGE_SIZE[0]},{TINY_IMAGE_SIZE[1]}]",
     "data.batch_size=8",
     "data.eval_batch_size=16",
     "data.val_count=3",
