@@ -1,7 +1,10 @@
-"""Shared fixtures: the real Market-1501 files in ../shared/data (skipped when absent)."""
+"""Shared fixtures: the real Market-1501 files in ../shared/data (skipped when absent); CPU
+allocations that start as NaN (`unwritten_memory_is_nan`)."""
 
 from __future__ import annotations
 
+import ctypes
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 MAT_FILE = SHARED_DATA / "market1501_attribute" / "market_attribute.mat"
 MINI_MARKET = SHARED_DATA / "mini_market1501"
+#: c10's switch that fills every CPU allocation with junk (NaN as float32)
+JUNK_FILL_FLAG = "FLAGS_caffe2_cpu_allocator_do_junk_fill"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -72,3 +77,33 @@ def identity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
         train(compose_config("train", run, [*TINY_OVERRIDES, *overrides]))
     return run
+
+
+@pytest.fixture
+def unwritten_memory_is_nan() -> Iterator[None]:
+    """Every CPU allocation starts as c10's junk pattern while the test runs: NaN as float32
+    and in every second bfloat16. oneDNN's scratch and reorder buffers come from the same
+    allocator (ideep registers it), so a kernel that lets bytes it never wrote reach its result
+    gives NaN on every machine and in any process, not only where freed memory happens to hold
+    NaN (a long test session after the poisoned-batch runs)."""
+    import torch
+
+    flag = _junk_fill_flag(Path(torch.__file__).parent / "lib")
+    if flag is None:
+        pytest.skip("this torch build does not export c10's junk-fill flag")
+    flag.value = True
+    try:
+        assert torch.isnan(torch.empty(64)).all(), "c10's junk fill had no effect"
+        yield
+    finally:
+        flag.value = False
+
+
+def _junk_fill_flag(lib_dir: Path) -> ctypes.c_bool | None:
+    """c10's ``FLAGS_caffe2_cpu_allocator_do_junk_fill``, or None where it is not exported."""
+    for name in ("libc10.so", "libc10.dylib", "c10.dll"):
+        try:
+            return ctypes.c_bool.in_dll(ctypes.CDLL(str(lib_dir / name)), JUNK_FILL_FLAG)
+        except (OSError, ValueError):
+            continue
+    return None

@@ -17,14 +17,21 @@ from attrnet.models.network import AttributeNetwork
 from attrnet.models.spec import ModelSpec
 from attrnet.optim import OptimizerPlan
 
-__all__ = ["TINY_OVERRIDES", "compose_config", "make_module", "needs"]
+#: The tiny runs' input (height, width): ResNet50's total stride, so its last stage sees 2x2
+#: and ends in a 1x1 map. Never narrower: at 16 px wide, layer4's first 3x3 stride-2 convolution
+#: gets a 1-pixel-wide map, where oneDNN 3.12's CPU bf16 kernels let memory they never wrote
+#: into the result (weight-gradient taps that see only padding on AVX512-BF16; NaN losses on
+#: AMX CPUs once freed memory holds NaN).
+TINY_IMAGE_SIZE = (32, 32)
+
+__all__ = ["TINY_IMAGE_SIZE", "TINY_OVERRIDES", "compose_config", "make_module", "needs"]
 
 
 def make_module(
     names: Sequence[str],
     net: AttributeNetwork | None = None,
     phases: Sequence[dict] = ({"optimizer": "adamw", "epochs": 1},),
-    image_size: tuple[int, int] = (32, 16),
+    image_size: tuple[int, int] = TINY_IMAGE_SIZE,
     positive_ratio: Sequence[float] | None = None,
     identity: IdentityBranch | None = None,
     threshold: float = 0.5,
@@ -65,7 +72,7 @@ TINY_OVERRIDES = [
     "data.source.width=32",
     "data.source.num_junk=4",
     "data.source.num_distractors=4",
-    "data.image_size=[32,16]",
+    f"data.image_size=[{TINY_IMAGE_SIZE[0]},{TINY_IMAGE_SIZE[1]}]",
     "data.batch_size=8",
     "data.eval_batch_size=16",
     "data.val_count=3",

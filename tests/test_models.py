@@ -1,5 +1,8 @@
 """Backbone shapes and options, CBAM blocks, activation checkpointing, offline weight loading."""
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import pytest
 import torch
 import torchvision
@@ -7,6 +10,7 @@ import torchvision
 from attrnet.models.attention import CBAM, ChannelAttention, SpatialAttention
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.weights import DOWNLOAD_URL, IMAGENET_FILES, load_imagenet_weights
+from tests.helpers import TINY_IMAGE_SIZE
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +83,51 @@ def test_channels_last_bf16_autocast(plain_model):
         logits = model(x)
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits.float()).all()
+
+
+@pytest.mark.parametrize("attention", [False, True], ids=["resnet50", "resnet50_attention"])
+def test_bf16_cpu_step_never_reads_unwritten_memory(attention, unwritten_memory_is_nan):
+    """The tiny test runs' bf16 step (batch 8, ``TINY_IMAGE_SIZE``: a 1x1 final map) with every
+    CPU allocation starting as NaN: forward, backward and the evaluation forward stay finite.
+    A kernel that lets memory it never wrote into its result fails here on any machine, naming
+    the first module whose output is not finite (elsewhere such a result depends on what freed
+    memory holds: it showed only late in a long test session, on AMX CPUs)."""
+    torch.manual_seed(0)
+    model = AttributeResNet50(num_attributes=32, attention=attention).train()
+    images = torch.randn(8, 3, *TINY_IMAGE_SIZE)
+    with torch.autocast("cpu", dtype=torch.bfloat16), _non_finite_outputs(model) as bad:
+        logits = model(images)
+    assert not bad, f"first non-finite output (training forward): {bad[0]}"
+    logits.float().sigmoid().mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if not torch.isfinite(p.grad).all()]
+    assert not no_grad, f"non-finite gradients: {no_grad[:5]}"
+    model.eval()
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16)
+    with torch.no_grad(), autocast, _non_finite_outputs(model) as bad:
+        model(torch.randn(16, 3, *TINY_IMAGE_SIZE))
+    assert not bad, f"first non-finite output (evaluation forward): {bad[0]}"
+
+
+@contextmanager
+def _non_finite_outputs(model: torch.nn.Module) -> Iterator[list[str]]:
+    """Names (with their input shapes) of the modules whose output had a NaN or infinity, in
+    call order, while the block runs."""
+    bad: list[str] = []
+
+    def check(name: str):
+        def hook(module, inputs, output):
+            if isinstance(output, torch.Tensor) and not torch.isfinite(output).all():
+                shapes = [tuple(x.shape) for x in inputs if isinstance(x, torch.Tensor)]
+                bad.append(f"{name} ({type(module).__name__}, inputs {shapes})")
+
+        return hook
+
+    handles = [m.register_forward_hook(check(n or "net")) for n, m in model.named_modules()]
+    try:
+        yield bad
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @pytest.mark.parametrize("stages", [True, [1, 2]])
