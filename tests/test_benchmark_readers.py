@@ -166,7 +166,7 @@ def test_generic_csv_split_values_and_identity_overlap(tmp_path: Path) -> None:
 
     table.loc[4, "split"] = "tset"
     table.to_csv(csv, index=False)
-    with pytest.raises(DataError, match=r"labels.csv: row 6, column 'split': 'tset' is not a "
+    with pytest.raises(DataError, match=r"labels.csv: line 6, column 'split': 'tset' is not a "
                        r"split; expected one of train, val, test, query, gallery"):  # fmt: skip
         GenericCsvSource(csv).load()
     table.loc[4, "split"] = "train"

@@ -83,6 +83,9 @@ def test_every_data_config_trains_one_step(
     _run_script(train_cli.main, "attrnet-train", tmp_path / "run", overrides, monkeypatch)
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert 0 <= metrics["summary"]["mA"] <= 1
+    if name == "generic_csv":  # its val split has no positive of bag: said in the run's log
+        log = (tmp_path / "run" / "train.log").read_text()
+        assert "without a positive or a negative label in a split: val: bag (no positive)" in log
     has_test = name in ("generic_csv", "peta", "pa100k")
     assert ("test" in metrics) == has_test
     assert (tmp_path / "run" / "split.csv").is_file()
@@ -155,13 +158,23 @@ def test_attrnet_data_summary_counts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     table = pd.read_csv(csv)
     assert summary["attributes"] == ["coat", "bag"] and summary["skipped"] == {}
     assert list(summary["splits"]) == ["train", "val", "test", "query", "gallery"]
+    single_class = {}
     for name, rows in table.groupby("split"):
         expected = {
             "images": len(rows),
             "identities": rows["person_id"].nunique(),
             "positives": {"coat": int(rows["coat"].sum()), "bag": int(rows["bag"].sum())},
+            "unknown": {"coat": 0, "bag": 0},
         }
         assert summary["splits"][name] == expected
+        flags = {
+            "no_positive": [a for a in ("coat", "bag") if rows[a].max() == 0],
+            "no_negative": [a for a in ("coat", "bag") if rows[a].min() == 1],
+        }
+        if name in ("train", "val", "test") and any(flags.values()):
+            single_class[name] = flags
+    assert single_class == {"val": {"no_positive": ["bag"], "no_negative": []}}  # the file's
+    assert summary["single_class"] == single_class and summary["missing_images"] == {}
 
     root = write_pa100k(tmp_path / "pa100k")
     run = tmp_path / "pa100k_summary"

@@ -11,10 +11,10 @@ import scipy.io
 
 from attrnet.attributes import ANNOTATION_FIELDS
 from attrnet.data.errors import DataError
+from attrnet.data.generic_csv import read_generic_csv
 from attrnet.data.readers import (
     COURSE_COLUMNS,
     read_course_annotations,
-    read_generic_csv,
     read_market_attribute_mat,
 )
 
@@ -131,11 +131,11 @@ def test_generic_csv_reader(tmp_path: Path) -> None:
     ("content", "message"),
     [
         ("image,person_id\na.jpg,1\n", "no attribute columns"),
-        ("person_id,hat\n1,0\n", "missing required column 'image'"),
-        ("image,person_id,hat\na.jpg,1,2\n", r"row 2, column 'hat': 2, expected 0 or 1"),
+        ("person_id,hat\n1,0\n", "line 1: no 'image' column"),
+        ("image,person_id,hat\na.jpg,1,2\n", r"line 2, column 'hat': '2', expected 0, 1 or an"),
         (
             "image,person_id,hat\na.jpg,x,1\n",
-            r"row 2, column 'person_id': 'x', expected an integer",
+            r"line 2, column 'person_id': 'x', expected an integer",
         ),
         ("image,person_id,hat\n../../etc/passwd,1,1\n", "points outside the dataset root"),
         ("image,person_id,hat\n/etc/passwd,1,1\n", "points outside the dataset root"),

@@ -1,7 +1,9 @@
 """``attrnet-data``: summarise a dataset (images, identities, positives per split); no training.
 
-Prints the tables and writes ``dataset_summary.json`` into the run folder, e.g.
-``attrnet-data data=peta data.source.root=/data/PETA``.
+Prints the tables, the attributes without a positive or a negative in a split and the image
+files that do not exist, and writes ``dataset_summary.json`` into the run folder, e.g.
+``attrnet-data data=peta data.source.root=/data/PETA``. Missing files are reported here (exit
+status 0); training refuses them.
 """
 
 from __future__ import annotations
@@ -14,20 +16,33 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.data.checks import single_class_message, some_names
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
 
 def summarize(cfg: DictConfig) -> dict[str, Any]:
-    """Load ``cfg.data`` (images are not decoded), print its summary and write the JSON."""
+    """Load ``cfg.data`` and assign its images to splits (images are not decoded, unless
+    ``data.skip_bad_images``), print its summary and write the JSON."""
     datamodule = instantiate(cfg.data, cache_images=False)
     datamodule.prepare_data()
-    datamodule.setup("fit")
+    datamodule.assign_splits()
     summary = dataset_summary(datamodule)
-    sizes, positives = summary_tables(summary)
+    tables = summary_tables(summary)
     print(f"{len(summary['attributes'])} attributes\n")
-    print(sizes.to_string())
+    print(tables["sizes"].to_string())
     print("\nPositives per attribute:")
-    print(positives.to_string())
+    print(tables["positives"].to_string())
+    if "unknown" in tables:
+        print("\nUnknown labels per attribute (empty cells):")
+        print(tables["unknown"].to_string())
+    flagged = single_class_message(summary["single_class"])
+    if flagged:
+        print(f"\nWarning: {flagged}")
+    for split, missing in summary["missing_images"].items():
+        print(
+            f"\nMissing image files ({split}): {missing['count']} do not exist: "
+            + some_names(datamodule.missing_images[split])
+        )
     if summary["skipped"]:
         print("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
     path = write_summary(Path(cfg.paths.output_dir) / "dataset_summary.json", summary)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -10,11 +11,18 @@ import numpy as np
 import pandas as pd
 import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
-from lightning.pytorch.utilities import rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
 from attrnet.data.batch_augment import eval_batch, train_batch
+from attrnet.data.checks import (
+    find_missing,
+    refuse_missing,
+    refuse_unlabelled,
+    single_class_by_split,
+    single_class_message,
+)
 from attrnet.data.dataset import AttributeImageDataset, CachedBatchDataset, pass_batch
 from attrnet.data.errors import DataError
 from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
@@ -29,6 +37,8 @@ from attrnet.data.splits import (
 )
 from attrnet.data.transforms import eval_transform, train_transform
 from attrnet.io import atomic_open
+
+log = logging.getLogger(__name__)
 
 
 class AttributeDataModule(L.LightningDataModule):
@@ -45,6 +55,10 @@ class AttributeDataModule(L.LightningDataModule):
     fast input path: datasets yield uint8 images at ``cache_size`` (default ``image_size``; the
     configs use the source's native size) and ``on_after_batch_transfer`` resizes, augments and
     normalises whole batches on the training device (``attrnet.data.batch_augment``).
+
+    ``setup`` refuses, before decoding anything, image files that do not exist (one line: the
+    count per split and the first paths) and attributes without any known training label, and
+    logs the attributes that lack a positive or a negative in a split.
     """
 
     def __init__(
@@ -92,16 +106,36 @@ class AttributeDataModule(L.LightningDataModule):
         self.skip_bad_images, self.max_image_pixels = skip_bad_images, int(max_image_pixels)
         self.shuffle_seed = shuffle_seed
         self.skipped_images: list[str] = []
+        self.missing_images: dict[str, list[str]] = {}
         self.tables: DatasetTables | None = None
         self.split: IdentitySplit | None = None
         self.train_frame: pd.DataFrame | None = None
         self.val_frame: pd.DataFrame | None = None
         self.test_frame: pd.DataFrame | None = None
+        self.train_set: AttributeImageDataset | None = None
+        self.val_set: AttributeImageDataset | None = None
 
     def prepare_data(self) -> None:
         self.source.prepare()
 
     def setup(self, stage: str | None = None) -> None:
+        """Assign the images to splits, refuse missing image files in one line, warn about
+        attributes lacking a class in a split, and build the datasets."""
+        if self.train_set is not None:
+            return
+        self.assign_splits()
+        refuse_missing(self.missing_images, self.split_frames())
+        refuse_unlabelled(self.train_frame, self.attributes)
+        flags = single_class_by_split(self.split_frames(), self.attributes)
+        _log_warning(single_class_message(flags))
+        self.train_set = self._dataset(self.train_frame, train=True)
+        self.val_set = self._dataset(self.val_frame, train=False)
+
+    def assign_splits(self) -> None:
+        """Read the source and assign its images to train, val and test (the source's own val
+        images, a saved split or a seeded identity draw). Nothing is decoded: image files that
+        do not exist are found by one stat each (``missing_images``); with ``skip_bad_images``
+        the unreadable ones (missing ones included) are decoded once and left out."""
         if self.tables is not None:
             return
         self.tables = self.source.load()
@@ -122,19 +156,24 @@ class AttributeDataModule(L.LightningDataModule):
             ids = labelled.loc[pool, "person_id"]
             in_train = np.where(ids.isin(self.split.train_ids), "train", "")
             role[pool] = np.where(ids.isin(self.split.val_ids), "val", in_train)
+        self._set_frames(labelled, role)
+        self.missing_images = find_missing(self.split_frames())
         if self.skip_bad_images:
             role[~labelled["path"].isin(self._without_unreadable(labelled)["path"])] = ""
+            self._set_frames(labelled, role)
+
+    def _set_frames(self, labelled: pd.DataFrame, role: pd.Series) -> None:
         labelled = labelled.assign(split=role)
         self.train_frame, self.val_frame, self.test_frame = (
             labelled[role == name].reset_index(drop=True) for name in ATTRIBUTE_SPLITS
         )
-        self.train_set = self._dataset(self.train_frame, train=True)
-        self.val_set = self._dataset(self.val_frame, train=False)
 
     def _identity_split(self, pool: pd.DataFrame) -> IdentitySplit:
         """The train/val split of the pool by identity: the saved one or a seeded draw."""
         if self.split_file:
-            return IdentitySplit.load(self.split_file)
+            split = IdentitySplit.load(self.split_file)
+            split.check_covers(pool["person_id"], self.split_file)
+            return split
         if not self.tables.has_identities:
             raise DataError(
                 "the data source has no person identities and no validation images (split "
@@ -167,9 +206,10 @@ class AttributeDataModule(L.LightningDataModule):
 
     @property
     def positive_ratio(self) -> list[float]:
-        """Per-attribute positive ratio on the training split (for loss weights)."""
+        """Per-attribute positive ratio on the training split (for loss weights), over the known
+        labels (unknown cells are NaN)."""
         assert self.train_frame is not None, "call setup() first"
-        return self.train_frame[self.attributes].to_numpy(np.float64).mean(axis=0).tolist()
+        return self.train_frame[self.attributes].mean(axis=0, skipna=True).tolist()
 
     @property
     def num_train_identities(self) -> int:
@@ -340,3 +380,10 @@ def _resolve_augment_on_device(value: bool | str) -> bool:
     if isinstance(value, bool):
         return value
     raise ValueError(f"data.augment_on_device must be true, false or 'auto', got {value!r}")
+
+
+@rank_zero_only
+def _log_warning(message: str | None) -> None:
+    """A warning in the run's log (``train.log``), written once under DDP."""
+    if message:
+        log.warning(message)

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from attrnet.data.decode import IMAGE_SUFFIXES
 from attrnet.data.errors import DataError
 
 MARKET_NAME = re.compile(
     r"^(?P<pid>-1|\d{4})_c(?P<cam>\d)s(?P<seq>\d)_(?P<frame>\d{6})_(?P<box>\d{2})\.jpg$"
 )
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
 JUNK_ID = -1
 DISTRACTOR_ID = 0
 
@@ -52,7 +52,7 @@ def list_images(folder: str | Path) -> list[Path]:
         raise DataError(f"{folder}: image folder does not exist")
     images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not images:
-        raise DataError(f"{folder}: folder holds no images (.jpg, .jpeg, .png)")
+        raise DataError(f"{folder}: folder holds no images ({', '.join(IMAGE_SUFFIXES)})")
     return images
 
 

@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from attrnet.data.decode import IMAGE_SUFFIXES
 from attrnet.data.errors import DataError
 from attrnet.data.sources import DatasetTables, DataSource
 from attrnet.data.splits import NO_ID, partition_images
 
-PETA_IMAGE_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".png")
 #: The 35 attributes evaluated in the literature (Deng et al. 2014; Rethinking_of_PAR's list),
 #: in Label.txt's spelling.
 PETA_35 = (
@@ -75,7 +75,7 @@ def scan_peta(root: str | Path) -> tuple[pd.DataFrame, dict[str, int]]:
         labels = read_peta_labels(subset / "archive" / "Label.txt")
         by_key = {image_key(label_id): label_id for label_id in labels}
         images = sorted(
-            p for p in (subset / "archive").iterdir() if p.suffix.lower() in PETA_IMAGE_SUFFIXES
+            p for p in (subset / "archive").iterdir() if p.suffix.lower() in IMAGE_SUFFIXES
         )
         used = set()
         for image in images:

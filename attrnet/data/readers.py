@@ -1,8 +1,8 @@
-"""Annotation readers: ``market_attribute.mat``, the study's course CSV, and the generic CSV.
+"""Annotation readers: ``market_attribute.mat`` and the study's course CSV (the generic CSV has
+its own module, ``attrnet.data.generic_csv``).
 
 Identity-level readers return a frame indexed by ``person_id`` with the 27 annotated fields in
-1/2 coding; ``attrnet.attributes.encode`` turns them into binary targets. The generic CSV is
-image-level and already binary.
+1/2 coding; ``attrnet.attributes.encode`` turns them into binary targets.
 """
 
 from __future__ import annotations
@@ -16,10 +16,8 @@ import scipy.io
 
 from attrnet.attributes import ANNOTATION_FIELDS, plain_value, validate_annotations
 from attrnet.data.errors import DataError
-from attrnet.data.splits import NO_ID, check_split_values
 
 COURSE_COLUMNS = ("id", *ANNOTATION_FIELDS)
-GENERIC_RESERVED = ("image", "person_id", "camera_id", "split")
 MAT_SPLITS = ("train", "test")
 
 
@@ -124,62 +122,3 @@ def read_course_annotations(path: str | Path) -> pd.DataFrame:
     fields = frame[list(ANNOTATION_FIELDS)]
     validate_annotations(fields.set_axis(range(2, len(frame) + 2)), f"{path} (row = CSV line)")
     return fields.astype(np.int64)
-
-
-def read_generic_csv(path: str | Path, root: str | Path) -> tuple[pd.DataFrame, list[str]]:
-    """Read a generic image-level CSV: image, person_id, optional camera_id/split, 0/1 attributes.
-
-    ``split`` takes train, val, test, query or gallery (missing column: all train; any other
-    value is a ``DataError`` naming the row); a missing ``camera_id`` column is ``NO_ID``.
-    Returns the image table (``path`` resolved under ``root``) and the attribute names, i.e.
-    every column that is not reserved. Paths escaping ``root`` are refused.
-    """
-    path, root = Path(path), Path(root).resolve()
-    _require_file(path)
-    try:
-        frame = pd.read_csv(path, dtype={"image": str})
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
-        raise DataError(f"{path}: not a readable CSV file ({error})") from None
-    for column in ("image", "person_id"):
-        if column not in frame.columns:
-            raise DataError(f"{path}: missing required column {column!r}")
-    attributes = [c for c in frame.columns if c not in GENERIC_RESERVED]
-    if not attributes:
-        raise DataError(
-            f"{path}: no attribute columns; expected 0/1 columns besides {list(GENERIC_RESERVED)}"
-        )
-    for column in ("person_id", *attributes, *(["camera_id"] if "camera_id" in frame else [])):
-        values = pd.to_numeric(frame[column], errors="coerce")
-        allowed = values.isin((0, 1)) if column in attributes else values.notna()
-        if not allowed.all():
-            row = int((~allowed).to_numpy().argmax())
-            expected = "0 or 1" if column in attributes else "an integer"
-            raise DataError(
-                f"{path}: row {row + 2}, column {column!r}: {plain_value(frame[column][row])!r}, "
-                f"expected {expected}"
-            )
-        frame[column] = values.astype(np.int64)
-    frame["path"] = [
-        str(_resolve_inside(root, name, path, row + 2)) for row, name in enumerate(frame["image"])
-    ]
-    if "camera_id" not in frame:
-        frame["camera_id"] = NO_ID
-    if "split" not in frame:
-        frame["split"] = "train"
-    frame["split"] = frame["split"].fillna("").astype(str).str.strip()
-    check_split_values(frame["split"], str(path))
-    return frame[["path", "image", "person_id", "camera_id", "split", *attributes]], attributes
-
-
-def _resolve_inside(root: Path, name: str, source: Path, line: int) -> Path:
-    """Resolve an image path under ``root``; absolute paths and ``..`` escapes are refused."""
-    if not isinstance(name, str) or not name:
-        raise DataError(f"{source}: row {line}, column 'image': empty image path")
-    candidate = Path(name)
-    resolved = (root / candidate).resolve()
-    if candidate.is_absolute() or not resolved.is_relative_to(root):
-        raise DataError(
-            f"{source}: row {line}, column 'image': {name!r} points outside the dataset root "
-            f"{root}; expected a path relative to it"
-        )
-    return resolved

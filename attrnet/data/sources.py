@@ -14,13 +14,10 @@ import pandas as pd
 
 from attrnet.attributes import MARKET_TARGETS
 from attrnet.data.errors import DataError
+from attrnet.data.generic_csv import read_generic_csv
 from attrnet.data.labels import attach_identity_labels
 from attrnet.data.market import scan_anonymous_folder, scan_market_folder
-from attrnet.data.readers import (
-    read_course_annotations,
-    read_generic_csv,
-    read_market_attribute_mat,
-)
+from attrnet.data.readers import read_course_annotations, read_market_attribute_mat
 from attrnet.data.splits import ATTRIBUTE_SPLITS, NO_ID, check_disjoint_identities
 from attrnet.synthetic import SyntheticParams, ensure_synthetic_market
 
@@ -117,7 +114,8 @@ class CourseSource(DataSource):
 
 
 class GenericCsvSource(DataSource):
-    """Any dataset as one CSV: image, person_id, optional camera_id/split, 0/1 attribute columns.
+    """Any dataset as one CSV: image, person_id, optional camera_id/split, attribute columns of
+    1 (yes), 0 (no) or an empty cell (unknown); see ``attrnet.data.generic_csv``.
 
     ``split`` rows: ``train`` (the pool; split by identity into train/val unless ``val`` rows
     exist), ``val``, ``test`` (evaluated after training, never trained on), ``query`` and

@@ -4,6 +4,7 @@ splits (seeded, saved with the run), random image partitions and the study's re-
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -54,6 +55,35 @@ class IdentitySplit:
             raise DataError(f"{path}: identities appear in both train and val")
         return split
 
+    def check_covers(self, pool_ids: Sequence[int], path: str | Path) -> None:
+        """Refuse a saved split (read from ``path``) that does not name exactly the identities
+        of the training pool: the ones it leaves out would silently leave training, the ones it
+        adds are not in this data (another dataset's split, or test identities)."""
+        pool = set(np.unique(np.asarray(pool_ids)).tolist())
+        named = set(self.train_ids) | set(self.val_ids)
+        left_out, foreign = sorted(pool - named), sorted(named - pool)
+        if not (left_out or foreign):
+            return
+        problems = []
+        if left_out:
+            problems.append(
+                f"{len(left_out)} would silently leave training (e.g. {_some(left_out)})"
+            )
+        if foreign:
+            problems.append(
+                f"it names {len(foreign)} identities that are not in the pool (e.g. "
+                f"{_some(foreign)})"
+            )
+        raise DataError(
+            f"{path}: names {len(named & pool)} of the {len(pool)} identities of the training "
+            f"pool; {'; '.join(problems)}; expected the split.json of a run on this data"
+        )
+
+
+def _some(ids: list[int], count: int = 5) -> str:
+    """The first ``count`` ids, comma-separated."""
+    return ", ".join(str(i) for i in ids[:count])
+
 
 def split_identities(
     person_ids: pd.Series | np.ndarray | list[int],
@@ -96,13 +126,13 @@ def study_reid_protocol(
     return query, gallery
 
 
-def check_split_values(splits: pd.Series, source: str) -> None:
-    """Refuse any ``split`` value outside ``SPLITS``, naming the CSV line (header = line 1)."""
+def check_split_values(splits: pd.Series, source: str, lines: Sequence[int]) -> None:
+    """Refuse any ``split`` value outside ``SPLITS``, naming the file's line of the row."""
     bad = ~splits.isin(SPLITS)
     if bad.any():
         row = int(bad.to_numpy().argmax())
         raise DataError(
-            f"{source}: row {row + 2}, column 'split': {splits.iloc[row]!r} is not a split; "
+            f"{source}: line {lines[row]}, column 'split': {splits.iloc[row]!r} is not a split; "
             f"expected one of {', '.join(SPLITS)}"
         )
 

@@ -15,12 +15,8 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from attrnet.data.decode import decode_rgb, fit_rgb
+from attrnet.data.decode import check_mode, decode_rgb, fit_rgb
 from attrnet.data.errors import DataError
-
-#: PIL modes with 8 bits per channel, which convert to RGB without losing their meaning; 16-bit
-#: and float images ("I", "I;16", "F") would be clipped, so they are refused.
-PIL_MODES = ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1")
 
 
 def _is_tensor(value: Any) -> bool:
@@ -55,8 +51,10 @@ class ImageInputs(Sequence):
         item = self.items[index]
         if isinstance(item, np.ndarray):
             return item
-        decoder = fit_rgb if isinstance(item, Image.Image) else decode_rgb
-        rgb = decoder(item, self.size)
+        if isinstance(item, Image.Image):
+            rgb = fit_rgb(item, self.size, f"{self.argument}[{index}]")
+        else:
+            rgb = decode_rgb(item, self.size)
         return np.ascontiguousarray(rgb.transpose(2, 0, 1))
 
     def _check(self, item: Any, index: int) -> Any:
@@ -65,11 +63,7 @@ class ImageInputs(Sequence):
         if isinstance(item, str | os.PathLike):
             return Path(item)
         if isinstance(item, Image.Image):
-            if item.mode not in PIL_MODES:
-                raise DataError(
-                    f"{where}: PIL image of mode {item.mode!r}; expected an 8-bit mode such as "
-                    "'RGB' (16-bit and float images cannot be converted without clipping)"
-                )
+            check_mode(item, where)  # refused now, with the message a file would get
             return item
         if _is_tensor(item):
             item = item.detach().cpu().numpy()
