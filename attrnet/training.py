@@ -106,6 +106,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
         image_size=list(datamodule.image_size),
         _convert_="all",
     )
+    if model.identity_branch:
+        datamodule.require_identified_training("identity losses (objective=apr or identity)")
     if cfg.get("init_from"):
         model.initialize_from(cfg.init_from)
     return datamodule, model

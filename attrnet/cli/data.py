@@ -1,4 +1,5 @@
-"""``attrnet-data``: summarise a dataset (images, identities, positives per split); no training.
+"""``attrnet-data``: summarise a dataset (images, identities, positives and unknown labels per
+split); no training.
 
 Prints the tables and writes ``dataset_summary.json`` into the run folder, e.g.
 ``attrnet-data data=peta data.source.root=/data/PETA``.
@@ -14,6 +15,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.data.splits import ATTRIBUTE_SPLITS
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
 
@@ -23,11 +25,15 @@ def summarize(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.setup("fit")
     summary = dataset_summary(datamodule)
-    sizes, positives = summary_tables(summary)
-    print(f"{len(summary['attributes'])} attributes\n")
+    sizes, positives, unknown = summary_tables(summary)
+    labelled = sum(summary["splits"].get(name, {}).get("images", 0) for name in ATTRIBUTE_SPLITS)
+    print(f"{labelled} images in train/val/test, {len(summary['attributes'])} attributes\n")
     print(sizes.to_string())
     print("\nPositives per attribute:")
     print(positives.to_string())
+    if len(unknown):
+        print(f"\nUnknown labels per attribute ({int(unknown.to_numpy().sum())} cells):")
+        print(unknown.to_string())
     if summary["skipped"]:
         print("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
     path = write_summary(Path(cfg.paths.output_dir) / "dataset_summary.json", summary)

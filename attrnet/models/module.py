@@ -114,7 +114,9 @@ class AttributeModule(L.LightningModule):
         pos_weight, neg_weight = attribute_weights(torch.tensor(positive_ratio), loss_strategy)
         self.criterion = WeightedBCEWithLogits(pos_weight, neg_weight)
         self.val_metrics = AttributeMetrics(self.attribute_names, threshold=threshold)
-        self.val_loss = MeanMetric(nan_strategy="disable")  # a NaN loss shows as NaN
+        # a NaN loss shows as NaN; not nan_strategy="disable", which drops the weights
+        # (torchmetrics issue #3434) and made this a plain mean over batches
+        self.val_loss = MeanMetric(nan_strategy=float("nan"))
         self.logs_validation = True
         #: (step of its last validation on the TensorBoard axis, epoch) of the checkpoint
         #: loaded last: where its weights sit on the curves
@@ -191,7 +193,9 @@ class AttributeModule(L.LightningModule):
         embedding = self.embed(batch["image"])
         logits = self.head(embedding)
         loss = self.criterion(logits, batch["target"])
-        self.val_loss.update(loss.detach(), len(logits))
+        # weighted by the known cells it averages over: the epoch loss is the mean over all
+        # known cells of all ranks (per image when every label is known)
+        self.val_loss.update(loss.detach(), (~batch["target"].isnan()).sum())
         self.val_metrics.update(logits, batch["target"])
         if self.val_reid is not None and "identity" in batch:
             features = self.identity_feature(embedding)
@@ -208,7 +212,7 @@ class AttributeModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         results = {name: float(value) for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
-        results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' images
+        results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' known cells
         self.val_loss.reset()
         if self.val_reid is not None and self.val_reid.update_called:
             results.update({k: float(v) for k, v in self.val_reid.compute().items()})
