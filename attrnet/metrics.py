@@ -1,9 +1,8 @@
 """Attribute-recognition metrics as a DDP-safe ``torchmetrics.Metric``.
 
-Label-based metrics come from per-attribute TP/FP/TN/FN counts (torchmetrics'
-``multilabel_stat_scores``); example-based (instance) metrics from integer histograms of the
-per-sample ratios. All states are sum-reduced integers, so the result over several processes
-equals the result on the whole set exactly.
+Label-based metrics come from per-attribute TP/FP/TN/FN counts, example-based (instance)
+metrics from integer histograms of the per-sample ratios. All states are sum-reduced integers,
+so the result over several processes equals the result on the whole set exactly.
 
 Definitions (a prediction is positive where ``probability > threshold``):
 
@@ -23,6 +22,12 @@ accuracy 0, and every sample counts in the mean (the RAP MATLAB code instead ski
 An attribute without positives has TPR, recall and F1 0 (so its mA is TNR / 2), one without
 negatives TNR 0, one without predicted positives precision 0. With the Market-1501 targets
 ``T`` is never empty (age is always one-hot).
+
+Unknown targets (NaN: RAP's label 2, an empty generic-CSV cell) are left out of every count, as
+if the cell were not in the data: an attribute's TP/FP/TN/FN (and ``accuracy``'s N) count its
+known cells only, and a sample's ``P`` and ``T`` are taken over its known attributes only (a
+prediction on an unknown cell is neither right nor wrong). A sample without any known attribute
+is left out of the instance means.
 """
 
 from __future__ import annotations
@@ -32,7 +37,6 @@ from collections.abc import Mapping, Sequence
 import pandas as pd
 import torch
 from torchmetrics import Metric
-from torchmetrics.functional.classification import multilabel_stat_scores
 
 PER_ATTRIBUTE_METRICS: tuple[str, ...] = ("precision", "recall", "f1", "accuracy", "mA")
 
@@ -46,8 +50,8 @@ class AttributeMetrics(Metric):
     """Label-based (per attribute, mA, macro) and instance-based metrics for N attributes.
 
     ``update(preds, targets)`` takes logits (or probabilities with ``probabilities=True``) and
-    0/1 targets, both (B, A); ``compute()`` returns a flat ``dict[str, Tensor]`` with ``mA``,
-    ``instance_{accuracy,precision,recall,f1}``, ``macro_{precision,recall,f1}`` and
+    0/1 targets (NaN: unknown), both (B, A); ``compute()`` returns a flat ``dict[str, Tensor]``
+    with ``mA``, ``instance_{accuracy,precision,recall,f1}``, ``macro_{precision,recall,f1}`` and
     ``{precision,recall,f1,accuracy,mA}/<attribute name>``.
     """
 
@@ -86,7 +90,7 @@ class AttributeMetrics(Metric):
         self.add_state("instance_counts", torch.zeros(3, num + 1, num + 1, dtype=torch.long), "sum")
 
     def update(self, preds: torch.Tensor, targets: torch.Tensor) -> None:
-        """Accumulate a batch of logits/probabilities (B, A) and 0/1 targets (B, A)."""
+        """Accumulate a batch of logits/probabilities (B, A) and 0/1/NaN targets (B, A)."""
         num = len(self.attribute_names)
         if preds.ndim != 2 or preds.shape[1] != num or preds.shape != targets.shape:
             raise ValueError(
@@ -94,21 +98,22 @@ class AttributeMetrics(Metric):
                 f"got {tuple(preds.shape)} and {tuple(targets.shape)}"
             )
         probs = preds.float() if self.probabilities else preds.float().sigmoid()
-        predicted = probs > self.threshold
-        target = targets.long()
-        stats = multilabel_stat_scores(predicted.long(), target, num_labels=num, average="none")
-        self.tp += stats[:, 0]
-        self.fp += stats[:, 1]
-        self.tn += stats[:, 2]
-        self.fn += stats[:, 3]
+        known = ~targets.isnan()
+        predicted = (probs > self.threshold) & known
+        truth = (targets == 1) & known
+        # masked counts (torchmetrics' multilabel_stat_scores refuses a single attribute)
+        self.tp += (predicted & truth).sum(dim=0)
+        self.fp += (predicted & ~truth).sum(dim=0)
+        self.tn += (known & ~predicted & ~truth).sum(dim=0)
+        self.fn += (~predicted & truth).sum(dim=0)
 
-        truth = target.bool()
         both = (predicted & truth).sum(dim=1)
         denominators = torch.stack(
             [(predicted | truth).sum(dim=1), predicted.sum(dim=1), truth.sum(dim=1)]
         )
         kind = torch.arange(3, device=preds.device)[:, None]
         flat = (kind * (num + 1) + both) * (num + 1) + denominators
+        flat = flat[:, known.any(dim=1)]  # a sample without a known attribute counts nowhere
         counts = torch.bincount(flat.flatten(), minlength=self.instance_counts.numel())
         self.instance_counts += counts.view_as(self.instance_counts)
 

@@ -111,6 +111,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
     plan = OptimizerPlan(OmegaConf.to_container(cfg.optimizer.phases, resolve=True))
     parts.update(net=net, criterion=criterion, optimizer=plan, spec=spec)
     model = instantiate(cfg.model, **parts, _convert_="object")  # "object": spec stays a ModelSpec
+    if model.identity is not None:
+        datamodule.require_identified_training("identity losses (objective=apr or identity)")
     if cfg.get("init_from"):
         initialize_from(model, cfg.init_from)
     return datamodule, model

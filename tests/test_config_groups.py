@@ -101,11 +101,13 @@ def test_course_choice_reads_the_study_layout() -> None:
     assert cfg.data.val_count == 151  # the study's 600 / 151 identity split
 
 
-@pytest.mark.parametrize("choice", ["experiment=peta_baseline", "experiment=pa100k_baseline"])
+@pytest.mark.parametrize(
+    "choice", ["experiment=peta_baseline", "experiment=pa100k_baseline", "experiment=rap_baseline"]
+)
 def test_recipe_choices_are_rethinking_of_par(choice: str) -> None:
     cfg = _compose(choice)
     (phase,) = _phases(cfg)
-    assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource"))
+    assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource", "RapSource"))
     assert (cfg.loss.strategy, phase["optimizer"], phase["lr"]) == ("deepmar", "adam", 1e-4)
     assert (phase["schedule"], phase["epochs"], phase["weight_decay"]) == ("plateau", 30, 5e-4)
     assert list(cfg.data.image_size) == [256, 192] and cfg.data.batch_size == 64

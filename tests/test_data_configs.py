@@ -22,7 +22,7 @@ from attrnet.data.sources import SyntheticSource
 from attrnet.data.transforms import eval_transform
 from attrnet.models.loading import load_attribute_module
 from attrnet.training import train
-from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta
+from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta, write_rap
 from tests.helpers import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
@@ -66,6 +66,8 @@ def _data_overrides(name: str, folder: Path) -> list[str]:
         return [f"data.source.root={write_peta(folder)}"]
     if name == "pa100k":
         return [f"data.source.root={write_pa100k(folder)}"]
+    if name == "rap":
+        return [f"data.source.root={write_rap(folder)}"]
     raise AssertionError(f"conf/data/{name}.yaml has no test case: add one here")
 
 
@@ -86,7 +88,7 @@ def test_every_data_config_trains_one_step(
     if name == "generic_csv":  # its val split has no positive of bag: said in the run's log
         log = (tmp_path / "run" / "train.log").read_text()
         assert "without a positive or a negative label in a split: val: bag (no positive)" in log
-    has_test = name in ("generic_csv", "peta", "pa100k")
+    has_test = name in ("generic_csv", "peta", "pa100k", "rap")
     assert ("test" in metrics) == has_test
     assert (tmp_path / "run" / "split.csv").is_file()
 
@@ -188,7 +190,7 @@ def test_attrnet_data_summary_counts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert all(s["identities"] is None for s in summary["splits"].values())
 
 
-RECIPES = ("peta_baseline", "peta_swap", "pa100k_baseline", "pa100k_swap")
+RECIPES = ("peta_baseline", "peta_swap", "pa100k_baseline", "pa100k_swap", "rap_baseline")
 CPU_RECIPE = [
     "model.net.pretrained=false",  # no ImageNet weights here
     "trainer.accelerator=cpu",
@@ -220,7 +222,7 @@ def test_recipes_train_and_score_the_test_split(
 def test_recipes_compose_with_the_published_settings() -> None:
     for recipe in RECIPES:
         cfg = compose_config("train", "/tmp/unused", [f"experiment={recipe}"])
-        assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource"))
+        assert cfg.data.source._target_.endswith(("PetaSource", "Pa100kSource", "RapSource"))
         assert cfg.model.net.pretrained and list(cfg.data.image_size) == [256, 192]
         assert cfg.data.batch_size == 64 and cfg.loss.strategy == "deepmar"
         phases = cfg.optimizer.phases

@@ -57,7 +57,7 @@ def test_positive_ratio_numpy_and_tensor():
 
 
 def test_positive_ratio_rejects_non_binary():
-    with pytest.raises(ValueError, match="0 and 1"):
+    with pytest.raises(ValueError, match="only 0, 1 and NaN"):
         positive_ratio(np.array([[0.0, 2.0]]))
     with pytest.raises(ValueError, match=r"\(N, A\)"):
         positive_ratio(np.zeros(3))

@@ -1,4 +1,5 @@
-"""``attrnet-data``: summarise a dataset (images, identities, positives per split); no training.
+"""``attrnet-data``: summarise a dataset (images, identities, positives and unknown labels per
+split); no training.
 
 Prints the tables, the attributes without a positive or a negative in a split and the image
 files that do not exist, and writes ``dataset_summary.json`` into the run folder, e.g.
@@ -17,6 +18,7 @@ from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
 from attrnet.data.checks import single_class_message, some_names
+from attrnet.data.splits import ATTRIBUTE_SPLITS
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
 
@@ -27,14 +29,15 @@ def summarize(cfg: DictConfig) -> dict[str, Any]:
     datamodule.prepare_data()
     datamodule.assign_splits()
     summary = dataset_summary(datamodule)
-    tables = summary_tables(summary)
-    print(f"{len(summary['attributes'])} attributes\n")
-    print(tables["sizes"].to_string())
+    sizes, positives, unknown = summary_tables(summary)
+    labelled = sum(summary["splits"].get(name, {}).get("images", 0) for name in ATTRIBUTE_SPLITS)
+    print(f"{labelled} images in train/val/test, {len(summary['attributes'])} attributes\n")
+    print(sizes.to_string())
     print("\nPositives per attribute:")
-    print(tables["positives"].to_string())
-    if "unknown" in tables:
-        print("\nUnknown labels per attribute (empty cells):")
-        print(tables["unknown"].to_string())
+    print(positives.to_string())
+    if len(unknown):
+        print(f"\nUnknown labels per attribute ({int(unknown.to_numpy().sum())} cells):")
+        print(unknown.to_string())
     flagged = single_class_message(summary["single_class"])
     if flagged:
         print(f"\nWarning: {flagged}")

@@ -31,6 +31,7 @@ from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.sources import DatasetTables, DataSource
 from attrnet.data.splits import (
     ATTRIBUTE_SPLITS,
+    NO_ID,
     STUDY_VAL_FRACTION,
     IdentitySplit,
     split_identities,
@@ -50,7 +51,9 @@ class AttributeDataModule(L.LightningDataModule):
     ``split_file`` reuses a saved split instead of drawing one; ``cache_images`` decodes all
     images once into memory (uint8), which suits Market-1501 (~318 MB at its native 128x64).
     ``sampler="identity"`` draws P x K training batches (``batch_size // num_instances``
-    identities with ``num_instances`` images each) for identity losses such as the triplet loss.
+    identities with ``num_instances`` images each) for identity losses such as the triplet loss;
+    training images without a person id (``NO_ID``, e.g. part of RAP) are then left out of
+    training. Datasets label such images' identity -1 (validation re-ID leaves them out).
     ``augment_on_device`` (``true``, ``false`` or ``auto``: on when CUDA is available) is the
     fast input path: datasets yield uint8 images at ``cache_size`` (default ``image_size``; the
     configs use the source's native size) and ``on_after_batch_transfer`` resizes, augments and
@@ -156,6 +159,8 @@ class AttributeDataModule(L.LightningDataModule):
             ids = labelled.loc[pool, "person_id"]
             in_train = np.where(ids.isin(self.split.train_ids), "train", "")
             role[pool] = np.where(ids.isin(self.split.val_ids), "val", in_train)
+        if self.sampler == "identity":  # P x K batches need an identity for every image
+            role[(role == "train") & (labelled["person_id"] == NO_ID)] = ""
         self._set_frames(labelled, role)
         self.missing_images = find_missing(self.split_frames())
         if self.skip_bad_images:
@@ -215,7 +220,19 @@ class AttributeDataModule(L.LightningDataModule):
     def num_train_identities(self) -> int:
         """Number of identities in the training split (classes of an identity head)."""
         assert self.train_frame is not None, "call setup() first"
-        return int(self.train_frame["person_id"].nunique())
+        ids = self.train_frame["person_id"]
+        return int(ids[ids != NO_ID].nunique())
+
+    def require_identified_training(self, purpose: str) -> None:
+        """Refuse ``purpose`` (identity losses) when training images without a person id would
+        reach it: ``data.sampler=identity`` leaves them out, the random sampler does not."""
+        assert self.train_frame is not None, "call setup() first"
+        unidentified = int((self.train_frame["person_id"] == NO_ID).sum())
+        if unidentified:
+            raise DataError(
+                f"{purpose}: {unidentified} training image(s) have no person id; use "
+                "data.sampler=identity, which trains on the identified images only"
+            )
 
     def save_split(self, folder: str | Path) -> Path:
         """Write the split into ``folder`` so a run can be reproduced: ``split.csv`` (path,
@@ -254,8 +271,11 @@ class AttributeDataModule(L.LightningDataModule):
         if self.augment_on_device:  # uint8 at the stored size; on_after_batch_transfer does it
             transform, size = v2.Identity(), self.cache_size
         targets = frame[self.attributes].to_numpy(np.float32, copy=True)
-        # identity class labels within the split: sorted person ids -> 0..n-1
-        identities = np.unique(frame["person_id"].to_numpy(), return_inverse=True)[1]
+        # identity class labels within the split: sorted person ids -> 0..n-1; NO_ID -> -1
+        person_ids = frame["person_id"].to_numpy()
+        identified = person_ids != NO_ID
+        identities = np.full(len(frame), -1, dtype=np.int64)
+        identities[identified] = np.unique(person_ids[identified], return_inverse=True)[1]
         options = dict(identities=identities, max_pixels=self.max_image_pixels)
         paths = frame["path"].tolist()
         if self.augment_on_device and self.cache_images:  # whole batches from the cache

@@ -181,3 +181,26 @@ def partition_images(
     group_split = np.empty(len(keys), dtype=np.int64)
     group_split[order] = np.searchsorted(np.cumsum(sizes), starts, side="right")
     return np.asarray(ATTRIBUTE_SPLITS, dtype=object)[np.minimum(group_split, 2)][inverse]
+
+
+def hold_out_validation(person_ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Which images of a training pool validate: ``round(fraction * n)`` of its ``n`` person
+    ids with all their images, and ``round(fraction * m)`` of its ``m`` images without one
+    (``NO_ID``, split image by image), drawn by seed. So no identity is on both sides, and the
+    share holds for datasets that identify only part of their images (RAP)."""
+    if not 0.0 < fraction < 1.0:
+        raise ValueError(f"the validation fraction must lie in (0, 1), got {fraction}")
+    ids = np.asarray(person_ids)
+    rng = np.random.default_rng(seed)
+    known = np.unique(ids[ids != NO_ID])
+    chosen = rng.permutation(known)[: int(round(fraction * len(known)))]
+    held_out = np.isin(ids, chosen) & (ids != NO_ID)
+    anonymous = np.flatnonzero(ids == NO_ID)
+    held_out[rng.permutation(anonymous)[: int(round(fraction * len(anonymous)))]] = True
+    if held_out.all() or not held_out.any():
+        raise DataError(
+            f"a validation fraction of {fraction} holds out {int(held_out.sum())} of the "
+            f"{len(ids)} training images ({len(known)} identities, {len(anonymous)} images "
+            "without one); expected at least one image on each side"
+        )
+    return held_out

@@ -3,8 +3,9 @@ split, the attributes that lack a class in a split, and the image files that do 
 
 The summary reads the data only (no training, no decoding unless ``skip_bad_images``);
 ``attrnet-data`` prints it and writes ``dataset_summary.json``. Identities are ``None`` for a split
-without person ids, positives and unknown ``None`` for a split without attribute labels (e.g.
-Market's query and gallery).
+without person ids, positives ``None`` for a split without attribute labels (e.g. Market's query
+and gallery). Positives count known labels only; ``unknown`` (present only where a split has
+unknown labels) counts the unknown cells of each attribute that has any.
 """
 
 from __future__ import annotations
@@ -22,15 +23,19 @@ from attrnet.io import atomic_write_text
 
 
 def split_summary(frame: pd.DataFrame, attributes: list[str]) -> dict[str, Any]:
-    """Images, distinct identities, per-attribute positives and unknown labels of one table."""
+    """Images, distinct identities, per-attribute positives and (when there are any) unknown
+    labels of one image table."""
     ids = frame.loc[frame["person_id"] != NO_ID, "person_id"]
     labelled = all(name in frame for name in attributes)
-    return {
+    summary = {
         "images": len(frame),
         "identities": int(ids.nunique()) if len(ids) else None,
         "positives": {n: int((frame[n] == 1).sum()) for n in attributes} if labelled else None,
-        "unknown": {n: int(frame[n].isna().sum()) for n in attributes} if labelled else None,
     }
+    unknown = frame[attributes].isna().sum() if labelled else pd.Series(dtype=int)
+    if unknown.any():
+        summary["unknown"] = {name: int(n) for name, n in unknown.items() if n}
+    return summary
 
 
 def dataset_summary(datamodule: AttributeDataModule) -> dict[str, Any]:
@@ -60,20 +65,23 @@ def dataset_summary(datamodule: AttributeDataModule) -> dict[str, Any]:
     }
 
 
-def summary_tables(summary: dict[str, Any]) -> dict[str, pd.DataFrame]:
-    """Tables for printing: ``sizes`` (images and identities per split), ``positives`` per
-    attribute and split, and ``unknown`` likewise where any label is unknown."""
+def summary_tables(
+    summary: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Three tables for printing: images and identities per split; positives per attribute;
+    unknown labels per attribute (only the attributes and splits that have any; empty if none)."""
     splits = summary["splits"]
     sizes = pd.DataFrame(
         {name: {"images": s["images"], "identities": s["identities"]} for name, s in splits.items()}
     ).T.rename_axis("split")
-    tables = {"sizes": sizes}
-    for key in ("positives", "unknown"):
-        counts = {name: s[key] for name, s in splits.items() if s[key] is not None}
-        table = pd.DataFrame(counts, index=summary["attributes"]).rename_axis("attribute")
-        if key == "positives" or table.to_numpy().any():
-            tables[key] = table
-    return tables
+    positives = pd.DataFrame(
+        {name: s["positives"] for name, s in splits.items() if s["positives"] is not None},
+        index=summary["attributes"],
+    ).rename_axis("attribute")
+    unknown = {name: s["unknown"] for name, s in splits.items() if "unknown" in s}
+    order = [a for a in summary["attributes"] if any(a in u for u in unknown.values())]
+    unknown_table = pd.DataFrame(unknown, index=order).fillna(0).astype(int)
+    return sizes, positives, unknown_table.rename_axis("attribute")
 
 
 def write_summary(path: str | Path, summary: dict[str, Any]) -> Path:

@@ -3,9 +3,12 @@
 Each attribute ``a`` with training-split positive ratio ``p_a`` gets a weight for its positive
 targets and one for its negative targets; the loss is
 
-    L = mean_{i,a} -( w_pos[a] * y_ia * log s(x_ia) + w_neg[a] * (1 - y_ia) * log(1 - s(x_ia)) )
+    L = mean_{(i,a) known} -( w_pos[a] y_ia log s(x_ia) + w_neg[a] (1 - y_ia) log(1 - s(x_ia)) )
 
 with ``s`` the sigmoid. Weights are computed on the training split only (never on validation).
+A target may be unknown (NaN: RAP's label 2, an empty generic-CSV cell): unknown cells are left
+out of the positive ratios and of the loss, which is the weighted sum over the known cells divided
+by their number (the plain mean when every cell is known).
 """
 
 from __future__ import annotations
@@ -27,14 +30,20 @@ RATIO_EPS = 1e-3
 
 
 def positive_ratio(targets: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Fraction of positive samples per attribute, shape (A,), from 0/1 targets of shape (N, A)."""
+    """Fraction of positives among the known targets per attribute, shape (A,), from targets of
+    shape (N, A) holding 0, 1 or NaN (unknown). An attribute without known targets is an error."""
     t = torch.as_tensor(targets)
     if t.ndim != 2 or t.shape[0] == 0:
         raise ValueError(f"targets must have shape (N, A) with N > 0, got {tuple(t.shape)}")
     t = t.detach().to("cpu", torch.float64)
-    if not torch.all((t == 0) | (t == 1)):
-        raise ValueError("targets must contain only 0 and 1 (binary attribute labels)")
-    return t.mean(dim=0).float()
+    known = ~t.isnan()
+    if not torch.all((t == 0) | (t == 1) | ~known):
+        raise ValueError("targets must contain only 0, 1 and NaN (unknown) attribute labels")
+    counts = known.sum(dim=0)
+    if (counts == 0).any():
+        column = int(torch.nonzero(counts == 0)[0, 0])
+        raise ValueError(f"attribute column {column} has no known target (all unknown)")
+    return (t.nan_to_num(0.0).sum(dim=0) / counts).float()
 
 
 def attribute_weights(
@@ -119,7 +128,8 @@ class WeightedBCEWithLogits(nn.Module):
         return cls.from_ratio(positive_ratio(targets), strategy, eps)
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """Mean weighted BCE over batch and attributes; logits and targets of shape (B, A).
+        """Mean weighted BCE over the known cells; logits and targets (NaN: unknown) of shape
+        (B, A). A batch without a known cell gives 0 (with a gradient path).
 
         Computed in float32 via ``logsigmoid`` (``log(1 - s(x)) = logsigmoid(-x)``), so it is
         stable for huge logits and safe under bf16/fp16 autocast.
@@ -130,11 +140,12 @@ class WeightedBCEWithLogits(nn.Module):
                 f"and end with {self.pos_weight.numel()} attributes"
             )
         x = logits.float()
-        y = targets.float()
+        known = ~targets.isnan()
+        y = targets.float().nan_to_num(0.0)  # no NaN may reach the terms (nor their gradients)
         loss = -(
             self.pos_weight * y * F.logsigmoid(x) + self.neg_weight * (1.0 - y) * F.logsigmoid(-x)
         )
-        return loss.mean()
+        return (loss * known).sum() / known.sum().clamp_min(1)
 
     def extra_repr(self) -> str:
         return f"num_attributes={self.pos_weight.numel()}"

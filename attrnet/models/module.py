@@ -68,7 +68,9 @@ class AttributeModule(L.LightningModule):
             logger=False,
         )
         self.val_metrics = AttributeMetrics(spec.attribute_names, threshold=threshold)
-        self.val_loss = MeanMetric(nan_strategy="disable")  # a NaN loss shows as NaN
+        # a NaN loss shows as NaN; not nan_strategy="disable", which drops the weights
+        # (torchmetrics issue #3434) and made this a plain mean over batches
+        self.val_loss = MeanMetric(nan_strategy=float("nan"))
         self.active_phase = 0
         self.logs_validation = True
         self.last_val_metrics: dict[str, float] = {}
@@ -138,7 +140,10 @@ class AttributeModule(L.LightningModule):
         """Updates the metrics; returns the logits for callbacks (figures)."""
         embedding = self.embed(batch["image"])
         logits = self.head(embedding)
-        self.val_loss.update(self.criterion(logits, batch["target"]).detach(), len(logits))
+        loss = self.criterion(logits, batch["target"])
+        # weighted by the known cells it averages over: the epoch loss is the mean over all
+        # known cells of all ranks (per image when every label is known)
+        self.val_loss.update(loss.detach(), (~batch["target"].isnan()).sum())
         self.val_metrics.update(logits, batch["target"])
         metric = None if self.identity is None else self.identity.metric
         if metric is not None and "identity" in batch:
@@ -149,7 +154,7 @@ class AttributeModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         results = {name: float(value) for name, value in self.val_metrics.compute().items()}
         self.val_metrics.reset()
-        results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' images
+        results["loss"] = float(self.val_loss.compute())  # the mean over all ranks' known cells
         self.val_loss.reset()
         metric = None if self.identity is None else self.identity.metric
         if metric is not None and metric.update_called:

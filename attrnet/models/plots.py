@@ -20,12 +20,18 @@ GRID_TEXT_WIDTH = 110
 GRID_LINES = 16
 GRID_LINE_HEIGHT = 12
 GRID_GAP = 6
-GRID_COLOURS = {"correct": (0, 128, 0), "wrong": (210, 0, 0), "missed": (230, 120, 0)}
+GRID_COLOURS = {
+    "correct": (0, 128, 0),
+    "wrong": (210, 0, 0),
+    "missed": (230, 120, 0),
+    "unknown": (128, 128, 128),
+}
 #: The legend line above the grid: what each colour means.
 GRID_LEGEND = (
     ("predicted, true", "correct"),
     ("predicted, false", "wrong"),
     ("(true, missed)", "missed"),
+    ("predicted?, label unknown", "unknown"),
 )
 GRID_LEGEND_HEIGHT = 16
 
@@ -53,8 +59,9 @@ def prediction_grid(
 ) -> np.ndarray:
     """Validation images with their attributes as one uint8 HWC picture for TensorBoard.
 
-    Under each image: the predicted positives (green if true, red if not) and the missed true
-    ones in parentheses (orange); a legend line above the grid says so. Drawn with Pillow: a
+    Under each image: the predicted positives (green if true, red if not, grey with a ``?``
+    where the label is unknown, NaN) and the missed true ones in parentheses (orange); a legend
+    line above the grid says so. Drawn with Pillow: a
     matplotlib figure of the same took about a second per validation epoch on two CPU cores.
     """
     count = len(images)
@@ -82,9 +89,12 @@ def prediction_grid(
         canvas.paste(picture.resize((width * scale, height * scale), Image.NEAREST), (left, top))
         predicted = probabilities[index] >= threshold
         truth = targets[index] > 0.5
+        unknown = targets[index].isnan()
         lines = []
         for j, name in enumerate(attribute_names):
-            if predicted[j]:
+            if predicted[j] and unknown[j]:
+                lines.append((f"{name}?", GRID_COLOURS["unknown"]))
+            elif predicted[j]:
                 lines.append((name, GRID_COLOURS["correct"] if truth[j] else GRID_COLOURS["wrong"]))
             elif truth[j]:
                 lines.append((f"({name})", GRID_COLOURS["missed"]))

@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.tensorboard import SummaryWriter
 
 from attrnet.data.datamodule import AttributeDataModule
-from attrnet.data.splits import study_reid_protocol
+from attrnet.data.splits import NO_ID, study_reid_protocol
 from attrnet.distances import compute_distance, weights_from_scores
 from attrnet.errors import DataError
 from attrnet.inference.predict import prediction_trainer, run_module
@@ -165,8 +165,10 @@ class ReidRun:
         return torch.from_numpy(distances)
 
     def study_val_sides(self) -> tuple[Side, Side, Side]:
-        """Validation features, split into the study's one-query-per-identity protocol."""
+        """Validation features, split into the study's one-query-per-identity protocol (the
+        validation images with a person id: those without one, ``NO_ID``, take no part)."""
         frame = self.datamodule.val_frame
+        frame = frame[frame["person_id"] != NO_ID].reset_index(drop=True)
         val = Side(frame, self.features(frame))
         query_rows, gallery_rows = study_reid_protocol(
             frame["person_id"].to_numpy(), self.options.query_seed

@@ -1,7 +1,8 @@
 """The study's re-ID protocol as a torchmetrics metric, for validation during training.
 
 One random image per validation identity is the query, the rest the gallery (Euclidean
-distance, CMC rank-1 and mAP). The features, identities and dataset indices are metric states
+distance, CMC rank-1 and mAP); images without an identity (label -1, e.g. part of RAP) are left
+out. The features, identities and dataset indices are metric states
 that torchmetrics concatenates across DDP ranks, so every rank scores the whole set; a row seen
 twice (a padding sampler) is counted once.
 """
@@ -45,6 +46,7 @@ class StudyReidMetric(Metric):
         identities = dim_zero_cat(self.identities).cpu()
         indices = dim_zero_cat(self.indices).cpu()
         rows = _first_rows(indices)
+        rows = rows[identities[rows] >= 0]  # images without an identity take no part
         features, identities = features[rows], identities[rows].numpy()
         query, gallery = study_reid_protocol(identities)
         if len(query) == 0:
