@@ -198,9 +198,8 @@ def test_datamodule_ratios_and_summary_count_unknown_labels(
     bad = write_rap(tmp_path / "bad", all_unknown=4)
     source = instantiate(cfg.data.source, root=str(bad))
     datamodule = AttributeDataModule(source, cache_images=False)
-    datamodule.setup("fit")
-    with pytest.raises(DataError, match=r"\['attr04'\] have no known label in the training split"):
-        _ = datamodule.positive_ratio
+    with pytest.raises(DataError, match=r"attr04: no known label in the train split"):
+        datamodule.setup("fit")
 
 
 def test_training_with_unknown_labels_equals_the_known_cells_computed_independently(
