@@ -70,7 +70,7 @@ def test_trainer_choices(tmp_path: Path) -> None:
     assert trainer.strategy.root_device.type == "cpu" and str(trainer.precision) == "32-true"
     gpu = _compose("trainer=gpu")
     assert (gpu.trainer.accelerator, gpu.trainer.precision) == ("gpu", "bf16-mixed")
-    assert gpu.model.channels_last and gpu.data.augment_on_device and gpu.trainer.benchmark
+    assert gpu.model.channels_last and gpu.trainer.benchmark
 
 
 def test_market1501_choice_reads_the_real_files(tmp_path: Path) -> None:

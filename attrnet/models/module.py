@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torchmetrics import MeanMetric
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.identity import IdentityHead
