@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from attrnet.checkpoints import load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
 from attrnet.models.loading import initialize_from

@@ -1,6 +1,6 @@
-"""The benchmark's data-path comparison: the fast path (uint8 cache + batch augmentation on the
-training device) against the PIL + torchvision DataLoader over the same JPEG files, both with
-Market's augmentation, interleaved, best of ``--data-repeats``.
+"""The benchmark's data-path comparison: attrnet's input path (uint8 cache + batch augmentation
+on the training device) against the PIL + torchvision DataLoader over the same JPEG files, both
+with Market's augmentation, interleaved, best of ``--data-repeats``.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from bench_loops import (  # run as a script: experiments/ is on sys.path
 )
 from bench_runs import MARKET_AUGMENT, NATIVE_SIZE, pil_transform
 
-from attrnet.data.batch_augment import train_batch
+from attrnet.data.augment import train_batch
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource
 
@@ -49,7 +49,8 @@ def images_per_s(
 
 
 def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dict[str, Any]:
-    """Fast path vs PIL + torchvision loader at ``size``, interleaved, best of ``repeats``."""
+    """attrnet's input path vs a PIL + torchvision loader at ``size``, interleaved, best of
+    ``repeats``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch_size = args.data_batch_size
     datamodule = AttributeDataModule(
@@ -59,8 +60,7 @@ def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dic
         batch_size=batch_size,
         num_workers=args.data_workers,
         pin_memory=device.type == "cuda",
-        augment_on_device=True,
-        cache_size=NATIVE_SIZE,
+        stored_size=NATIVE_SIZE,
         **MARKET_AUGMENT,
     )
     datamodule.prepare_data()
@@ -70,10 +70,11 @@ def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dic
     paths = datamodule.train_frame["path"].tolist()
     plain = pil_loader(paths, pil_transform(size), batch_size, args.data_workers, pin_memory=False)
     fast_loader = datamodule.train_dataloader()
+    normalize = datamodule.normalize.to(device)
 
     def fast_step(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         images = batch["image"].to(device, non_blocking=True)
-        return train_batch(images, size, **MARKET_AUGMENT)
+        return train_batch(images, size, normalize, **MARKET_AUGMENT)
 
     def plain_step(batch: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
         return batch[0].to(device, non_blocking=True)

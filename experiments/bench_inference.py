@@ -25,7 +25,7 @@ import onnxruntime as ort
 import torch
 
 from attrnet.attributes import MARKET_TARGETS
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.inference.export import onnx_bytes
 from attrnet.inference.network import InferenceNetwork, model_info
 from attrnet.inference.predict import prediction_trainer, run_module

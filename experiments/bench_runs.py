@@ -23,7 +23,7 @@ from step_profile import StepProfile, synced_now
 from torchvision import transforms as T
 
 from attrnet.config import compose_run_config
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.models.network import resolve_channels_last
 from attrnet.training import build_data_and_model
 
@@ -101,8 +101,6 @@ def run_overrides(spec: dict[str, Any]) -> list[str]:
         overrides.append(f"data.batch_size={spec['batch_size']}")
     if spec["workers"] is not None:
         overrides.append(f"data.num_workers={spec['workers']}")
-    if spec["augment_on_device"] != "preset":
-        overrides.append(f"data.augment_on_device={spec['augment_on_device']}")
     return overrides + list(spec["overrides"])
 
 
@@ -164,7 +162,6 @@ def attrnet_run(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         **spec,
         "precision": str(cfg.trainer.precision),
-        "augment_on_device": datamodule.augment_on_device,
         "channels_last": model.channels_last,
         "activation_checkpointing": OmegaConf.to_container(cfg.model.net, resolve=True)[
             "activation_checkpointing"

@@ -20,9 +20,9 @@ Market epoch (12,936 images) is extrapolated; the synthetic epoch is measured. P
 matching ``--cap-presets`` (default: gpu_4gb, as a 4 GB card). ``--profile N`` profiles N steps
 of (a) and (c) (``step_profile.py``). Presets that need CUDA are skipped without it.
 
-The data-path comparison times the fast path (uint8 cache + batch augmentation on the training
-device) against the PIL + torchvision DataLoader over the same JPEG files, both with Market's
-augmentation, interleaved, best of ``--data-repeats``.
+The data-path comparison times attrnet's input path (uint8 cache + batch augmentation on the
+training device) against the PIL + torchvision DataLoader over the same JPEG files, both with
+Market's augmentation, interleaved, best of ``--data-repeats``.
 
     # CPU, quick: (a), (b), (c) at a small size (what the test suite runs)
     python experiments/bench_train.py --presets default --models resnet50 --sizes 64x32 \
@@ -190,9 +190,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--warmup-steps", type=int, default=20)
     parser.add_argument("--steps", type=int, default=100, help="timed steps after the warm-up")
     parser.add_argument("--workers", type=int, default=None, help="data.num_workers override")
-    parser.add_argument(
-        "--augment-on-device", choices=["true", "false", "auto", "preset"], default="preset"
-    )
     parser.add_argument("--override", action="append", default=[], help="Hydra override (c)")
     parser.add_argument("--memory-cap-gib", type=float, default=None)
     parser.add_argument("--cap-presets", nargs="+", default=["gpu_4gb"])
@@ -231,7 +228,6 @@ def training_rows(args: argparse.Namespace) -> list[dict[str, Any]]:
             "warmup_steps": args.warmup_steps,
             "steps": args.steps,
             "workers": args.workers,
-            "augment_on_device": args.augment_on_device,
             "overrides": args.override,
             "memory_cap_gib": args.memory_cap_gib if preset in args.cap_presets else None,
             "profile": args.profile,

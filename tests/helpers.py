@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
+import torch
+from torchvision.transforms.v2 import functional as TF
 
 from attrnet.config import compose_run_config as compose_config
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.images import read_image
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.identity import IdentityBranch
 from attrnet.models.losses import WeightedBCEWithLogits
@@ -24,7 +28,14 @@ from attrnet.optim import OptimizerPlan
 #: AMX CPUs once freed memory holds NaN).
 TINY_IMAGE_SIZE = (32, 32)
 
-__all__ = ["TINY_IMAGE_SIZE", "TINY_OVERRIDES", "compose_config", "make_module", "needs"]
+__all__ = [
+    "TINY_IMAGE_SIZE",
+    "TINY_OVERRIDES",
+    "compose_config",
+    "make_module",
+    "needs",
+    "reference_inputs",
+]
 
 
 def make_module(
@@ -61,6 +72,21 @@ def _importable(name: str) -> bool:
         return importlib.util.find_spec(name) is not None
     except ModuleNotFoundError:  # a parent package is absent
         return False
+
+
+def reference_inputs(paths: Sequence[str | Path], size: tuple[int, int]) -> torch.Tensor:
+    """The model input of image files by an independent route: PIL decode + resize
+    (``read_image``), then torchvision's ``to_dtype(scale=True)`` and ``normalize`` per image."""
+    return torch.stack(
+        [
+            TF.normalize(
+                TF.to_dtype(read_image(path, size), torch.float32, scale=True),
+                list(IMAGENET_MEAN),
+                list(IMAGENET_STD),
+            )
+            for path in paths
+        ]
+    )
 
 
 #: A tiny synthetic set and model input so a ResNet50 epoch takes seconds on two CPU cores.

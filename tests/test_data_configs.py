@@ -17,13 +17,11 @@ from attrnet.cli import data as data_cli
 from attrnet.cli import reid as reid_cli
 from attrnet.cli import train as train_cli
 from attrnet.data.errors import DataError
-from attrnet.data.images import read_image
 from attrnet.data.sources import SyntheticSource
-from attrnet.data.transforms import eval_transform
 from attrnet.models.loading import load_attribute_module
 from attrnet.training import train
 from tests.benchmark_files import write_generic_csv, write_pa100k, write_peta, write_rap
-from tests.helpers import compose_config
+from tests.helpers import compose_config, reference_inputs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA_CONFIGS = sorted(p.stem for p in (REPO / "conf" / "data").glob("*.yaml"))
@@ -119,9 +117,7 @@ def test_generic_csv_test_split_metrics_and_reid_without_cameras(
     best = metrics["checkpoint"]
     test_rows = table[table["split"] == "test"]
     model = load_attribute_module(best).eval()
-    images = torch.stack(
-        [eval_transform()(read_image(str(csv.parent / i), (32, 16))) for i in test_rows["image"]]
-    )
+    images = reference_inputs([csv.parent / i for i in test_rows["image"]], (32, 16))
     with torch.no_grad():
         predicted = (torch.sigmoid(model(images)) > 0.5).numpy()
     truth = test_rows[["coat", "bag"]].to_numpy().astype(bool)
@@ -194,7 +190,6 @@ CPU_RECIPE = [
     "model.net.pretrained=false",  # no ImageNet weights here
     "trainer.accelerator=cpu",
     "trainer.precision=32-true",
-    "data.augment_on_device=false",
     *[o for o in ONE_STEP if o.startswith("data.")],
 ]
 

@@ -14,7 +14,6 @@ from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.errors import DataError
 from attrnet.data.sources import GenericCsvSource, SyntheticSource
 from attrnet.data.splits import IdentitySplit, split_identities, study_reid_protocol
-from attrnet.data.transforms import eval_transform
 
 TINY = dict(num_train_ids=12, num_test_ids=4, images_per_id=4, height=64, width=32)
 
@@ -67,7 +66,7 @@ def test_datamodule_on_synthetic_mat_and_csv_readers_agree(tmp_path: Path) -> No
     assert mat.train_frame[columns].equals(csv.train_frame[columns])
     batch = next(iter(mat.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 16) and batch["target"].shape == (4, 32)
-    assert batch["image"].dtype == torch.float32
+    assert batch["image"].dtype == torch.uint8  # at the stored size (default: image_size)
     dm_reloaded = AttributeDataModule(
         SyntheticSource(tmp_path, **TINY),
         image_size=(32, 16),
@@ -80,9 +79,13 @@ def test_datamodule_on_synthetic_mat_and_csv_readers_agree(tmp_path: Path) -> No
 def test_cache_gives_the_same_images_as_decoding(tmp_path: Path) -> None:
     root = SyntheticSource(tmp_path, **TINY).prepare()
     paths = sorted(str(p) for p in (root / "query").iterdir())
-    cached = AttributeImageDataset(paths, None, (32, 16), eval_transform(), cache=True)
-    lazy = AttributeImageDataset(paths, None, (32, 16), eval_transform(), cache=False)
-    torch.testing.assert_close(cached[1]["image"], lazy[1]["image"])
+    cached = AttributeImageDataset(paths, None, (32, 16), cache=True)
+    lazy = AttributeImageDataset(paths, None, (32, 16), cache=False)
+    assert cached[1]["image"].dtype == torch.uint8
+    assert torch.equal(cached[1]["image"], lazy[1]["image"])
+    indices = [3, 0, 2]
+    for key, value in cached.__getitems__(indices).items():
+        assert torch.equal(value, lazy.__getitems__(indices)[key]), key
 
 
 def test_truncated_jpeg_is_named(tmp_path: Path) -> None:
@@ -92,14 +95,12 @@ def test_truncated_jpeg_is_named(tmp_path: Path) -> None:
     )
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(good.read_bytes()[:300])
-    dataset = AttributeImageDataset([str(good), str(broken)], None, (32, 16), eval_transform())
+    dataset = AttributeImageDataset([str(good), str(broken)], None, (32, 16))
     assert dataset[0]["image"].shape == (3, 32, 16)
     with pytest.raises(DataError, match="broken.jpg: unreadable or truncated image"):
         dataset[1]
     with pytest.raises(DataError, match="broken.jpg: unreadable or truncated image"):
-        AttributeImageDataset(
-            [str(good), str(broken)], None, (32, 16), eval_transform(), cache=True
-        )
+        AttributeImageDataset([str(good), str(broken)], None, (32, 16), cache=True)
 
 
 def test_generic_csv_source_any_attribute_count(tmp_path: Path) -> None:

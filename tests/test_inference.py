@@ -17,13 +17,11 @@ from attrnet.attributes import CLASSIFICATION_COLUMNS, MARKET_TARGETS, decode
 from attrnet.checkpoints import CheckpointError
 from attrnet.cli.predict import predict
 from attrnet.data.errors import DataError
-from attrnet.data.images import read_image
-from attrnet.data.transforms import eval_transform
 from attrnet.inference.onnx_runtime import ModelFileError
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import decode_predictions
-from tests.helpers import compose_config, needs
+from tests.helpers import compose_config, needs, reference_inputs
 
 SIZE = (32, 16)  # data.image_size of TINY_OVERRIDES
 
@@ -33,11 +31,9 @@ def _ckpt(run: Path) -> Path:
 
 
 def reference_outputs(checkpoint: Path, paths: list[Path]) -> dict[str, torch.Tensor]:
-    """Outputs through the training data path (read_image + eval_transform + the module)."""
+    """Outputs by an independent route (PIL decode, torchvision normalisation, the module)."""
     module = load_attribute_module(checkpoint).eval()
-    size = module.spec.image_size
-    transform = eval_transform()
-    images = torch.stack([transform(read_image(p, size)) for p in paths])
+    images = reference_inputs(paths, module.spec.image_size)
     with torch.no_grad():
         embedding = module.embed(images)
         logits = module.head(embedding)

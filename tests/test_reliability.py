@@ -34,7 +34,6 @@ from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.errors import DataError
 from attrnet.data.images import read_image
 from attrnet.data.samplers import EpochShuffleSampler
-from attrnet.data.transforms import eval_transform
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval.from_config import evaluate
 from attrnet.training import train
@@ -519,7 +518,7 @@ def test_decompression_bombs_are_refused_before_decoding(
         r"50000000 pixels \(data.max_image_pixels\)",
     ):
         read_image(bomb, (32, 16))
-    dataset = AttributeImageDataset([str(small)], None, (32, 16), eval_transform(), max_pixels=1000)
+    dataset = AttributeImageDataset([str(small)], None, (32, 16), max_pixels=1000)
     with pytest.raises(DataError, match=r"small.png: .*2048 pixels\) exceeds the limit of 1000"):
         dataset[0]
     monkeypatch.undo()

@@ -18,14 +18,12 @@ from attrnet.cli import data as data_cli
 from attrnet.cli import train as train_cli
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.errors import DataError
-from attrnet.data.images import read_image
-from attrnet.data.transforms import eval_transform
 from attrnet.metrics import AttributeMetrics
 from attrnet.models.loading import load_attribute_module
 from attrnet.models.losses import WeightedBCEWithLogits, attribute_weights, positive_ratio
 from attrnet.models.plots import GRID_COLOURS, prediction_grid
 from tests.benchmark_files import RAP_ATTRIBUTES, write_rap
-from tests.helpers import compose_config
+from tests.helpers import compose_config, reference_inputs
 
 NAMES = ["a", "b", "c", "d", "e"]
 
@@ -217,7 +215,8 @@ def test_training_with_unknown_labels_equals_the_known_cells_computed_independen
         "data.eval_batch_size=4",  # several validation batches with different known counts
         "data.num_workers=0", "data.pin_memory=false", "trainer.accelerator=cpu",
         "optimizer.first_epochs=1", "optimizer.second_epochs=1", "trainer.num_sanity_val_steps=0",
-        "trainer.enable_progress_bar=false", "callbacks.validation_figures.num_images=2", f"hydra.run.dir={run}",
+        "trainer.enable_progress_bar=false", "callbacks.validation_figures.num_images=2",
+        f"hydra.run.dir={run}",
     ]  # fmt: skip
     monkeypatch.setattr(sys, "argv", ["attrnet-train", *overrides])
     train_cli.main()
@@ -233,7 +232,7 @@ def test_training_with_unknown_labels_equals_the_known_cells_computed_independen
         rows = split[split["split"] == part]
         targets = labels.loc[rows["image"]].to_numpy()
         assert np.isnan(targets).any() and not np.isnan(targets).all(axis=0).any()
-        images = torch.stack([eval_transform()(read_image(p, (32, 16))) for p in rows["path"]])
+        images = reference_inputs(rows["path"].tolist(), (32, 16))
         with torch.no_grad():
             logits = model(images).double().numpy()
         expected = numpy_known_metrics(1 / (1 + np.exp(-logits)), targets)

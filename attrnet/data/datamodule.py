@@ -1,4 +1,5 @@
-"""LightningDataModule over any data source: identity split, transforms, cache, loaders."""
+"""LightningDataModule over any data source: identity split, uint8 datasets, loaders, and the
+batch pipeline (resize, augment, normalise) on the training device."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ import torch
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
-from torchvision.transforms import v2
 
-from attrnet.data.batch_augment import eval_batch, train_batch
+from attrnet.data.augment import eval_batch, train_batch
 from attrnet.data.checks import (
     find_missing,
     refuse_missing,
@@ -23,9 +23,10 @@ from attrnet.data.checks import (
     single_class_by_split,
     single_class_message,
 )
-from attrnet.data.dataset import AttributeImageDataset, CachedBatchDataset, pass_batch
+from attrnet.data.dataset import AttributeImageDataset, pass_batch
 from attrnet.data.errors import DataError
 from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.data.samplers import EpochShuffleSampler
 from attrnet.data.sources import DatasetTables, DataSource
@@ -36,7 +37,6 @@ from attrnet.data.splits import (
     IdentitySplit,
     split_identities,
 )
-from attrnet.data.transforms import eval_transform, train_transform
 from attrnet.io import atomic_open
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,17 @@ class AttributeDataModule(L.LightningDataModule):
     A source that marks its own ``val`` images (PETA, PA-100K, a generic CSV with val rows)
     keeps its split; otherwise the ``train`` pool is split by identity into train/val.
 
-    ``split_file`` reuses a saved split instead of drawing one; ``cache_images`` decodes all
-    images once into memory (uint8), which suits Market-1501 (~318 MB at its native 128x64).
-    ``sampler="identity"`` draws P x K training batches (``batch_size // num_instances``
-    identities with ``num_instances`` images each) for identity losses such as the triplet loss;
-    training images without a person id (``NO_ID``, e.g. part of RAP) are then left out of
-    training. Datasets label such images' identity -1 (validation re-ID leaves them out).
-    ``augment_on_device`` (``true``, ``false`` or ``auto``: on when CUDA is available) is the
-    fast input path: datasets yield uint8 images at ``cache_size`` (default ``image_size``; the
-    configs use the source's native size) and ``on_after_batch_transfer`` resizes, augments and
-    normalises whole batches on the training device (``attrnet.data.batch_augment``).
+    Datasets yield uint8 images decoded once at ``stored_size`` (default ``image_size``; the
+    configs use a source's native size where all its images share one), and
+    ``on_after_batch_transfer`` resizes, augments (training) and normalises whole batches on
+    whatever device training uses (``attrnet.data.augment``). ``cache_images`` keeps every
+    decoded image in memory (uint8), which suits Market-1501 (~318 MB at its native 128x64);
+    otherwise loader workers decode each batch. ``split_file`` reuses a saved split instead of
+    drawing one. ``sampler="identity"`` draws P x K training batches (``batch_size //
+    num_instances`` identities with ``num_instances`` images each) for identity losses such as
+    the triplet loss.
+    Training images without a person id (``NO_ID``, e.g. part of RAP) are left out of identity
+    batches; datasets label such images' identity -1 (validation re-ID leaves them out).
 
     ``setup`` refuses, before decoding anything, image files that do not exist (one line: the
     count per split and the first paths) and attributes without any known training label, and
@@ -82,8 +83,7 @@ class AttributeDataModule(L.LightningDataModule):
         split_file: str | None = None,
         sampler: str = "random",
         num_instances: int = 4,
-        augment_on_device: bool | str = False,
-        cache_size: tuple[int, int] | None = None,
+        stored_size: tuple[int, int] | None = None,
         skip_bad_images: bool = False,
         max_image_pixels: int = MAX_IMAGE_PIXELS,
         shuffle_seed: int = 0,
@@ -102,8 +102,8 @@ class AttributeDataModule(L.LightningDataModule):
         if sampler not in ("random", "identity"):
             raise ValueError(f"data.sampler must be 'random' or 'identity', got {sampler!r}")
         self.sampler, self.num_instances = sampler, num_instances
-        self.augment_on_device = _resolve_augment_on_device(augment_on_device)
-        self.cache_size = tuple(map(int, cache_size)) if cache_size else self.image_size
+        self.stored_size = tuple(map(int, stored_size)) if stored_size else self.image_size
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self._augment_generator: torch.Generator | None = None
         self._augment_seed: int | None = None
         self.skip_bad_images, self.max_image_pixels = skip_bad_images, int(max_image_pixels)
@@ -131,8 +131,8 @@ class AttributeDataModule(L.LightningDataModule):
         refuse_unlabelled(self.train_frame, self.attributes)
         flags = single_class_by_split(self.split_frames(), self.attributes)
         _log_warning(single_class_message(flags))
-        self.train_set = self._dataset(self.train_frame, train=True)
-        self.val_set = self._dataset(self.val_frame, train=False)
+        self.train_set = self._dataset(self.train_frame)
+        self.val_set = self._dataset(self.val_frame)
 
     def assign_splits(self) -> None:
         """Read the source and assign its images to train, val and test (the source's own val
@@ -253,7 +253,7 @@ class AttributeDataModule(L.LightningDataModule):
     def _without_unreadable(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Drop the rows whose image cannot be decoded (``skip_bad_images``), with a warning."""
         bad = find_unreadable(
-            frame["path"].tolist(), self.image_size, max_pixels=self.max_image_pixels
+            frame["path"].tolist(), self.stored_size, max_pixels=self.max_image_pixels
         )
         self.skipped_images = sorted(bad)
         if bad:
@@ -265,29 +265,28 @@ class AttributeDataModule(L.LightningDataModule):
             )
         return frame[~frame["path"].isin(bad)]
 
-    def _dataset(self, frame: pd.DataFrame, train: bool) -> AttributeImageDataset:
-        transform = train_transform(self.image_size, **self.augment) if train else eval_transform()
-        size = self.image_size
-        if self.augment_on_device:  # uint8 at the stored size; on_after_batch_transfer does it
-            transform, size = v2.Identity(), self.cache_size
+    def _dataset(self, frame: pd.DataFrame) -> AttributeImageDataset:
+        """uint8 images at the stored size, with targets and identity class labels."""
         targets = frame[self.attributes].to_numpy(np.float32, copy=True)
         # identity class labels within the split: sorted person ids -> 0..n-1; NO_ID -> -1
         person_ids = frame["person_id"].to_numpy()
         identified = person_ids != NO_ID
         identities = np.full(len(frame), -1, dtype=np.int64)
         identities[identified] = np.unique(person_ids[identified], return_inverse=True)[1]
-        options = dict(identities=identities, max_pixels=self.max_image_pixels)
-        paths = frame["path"].tolist()
-        if self.augment_on_device and self.cache_images:  # whole batches from the cache
-            return CachedBatchDataset(paths, targets, size, transform, **options)
         return AttributeImageDataset(
-            paths, targets, size, transform, cache=self.cache_images, **options
+            frame["path"].tolist(),
+            targets,
+            self.stored_size,
+            cache=self.cache_images,
+            identities=identities,
+            max_pixels=self.max_image_pixels,
         )
 
     def image_loader(self, paths: list[str]) -> DataLoader:
-        """An evaluation loader over arbitrary images (prediction, re-ID features)."""
+        """A loader of uint8 images at ``image_size`` (decoded as ``attrnet.load`` does) for the
+        prediction path (``run_module``), which normalises them as training did."""
         dataset = AttributeImageDataset(
-            paths, None, self.image_size, eval_transform(), max_pixels=self.max_image_pixels
+            paths, None, self.image_size, max_pixels=self.max_image_pixels
         )
         return self._loader(dataset, shuffle=False, batch_size=self.eval_batch_size)
 
@@ -310,7 +309,7 @@ class AttributeDataModule(L.LightningDataModule):
     def _loader_options(self, dataset: AttributeImageDataset, train: bool) -> dict[str, Any]:
         """Settings every loader shares; a training loader draws from its own generator."""
         return dict(
-            collate_fn=pass_batch if isinstance(dataset, CachedBatchDataset) else None,
+            collate_fn=pass_batch,
             generator=self._loader_generator() if train else None,
             num_workers=self.num_workers,
             pin_memory=self.pin_memory and torch.cuda.is_available(),
@@ -365,20 +364,19 @@ class AttributeDataModule(L.LightningDataModule):
         )
 
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        """Fast path: augment (training) or resize + normalise (evaluation) uint8 batches on
-        the device; already transformed float batches (``image_loader``) pass through."""
-        if not (self.augment_on_device and isinstance(batch, dict)):
-            return batch
+        """Resize, augment (training) and normalise the uint8 batch where it now is (the
+        training device): the one input pipeline, for training and validation alike."""
         images = batch["image"]
-        if images.dtype != torch.uint8:
-            return batch
+        normalize = self.normalize.to(images.device)  # moves the constants once per device
         module = self.trainer.lightning_module
         options = dict(channels_last=bool(getattr(module, "channels_last", False)))
         if self.trainer.training:
-            options["generator"] = self._device_generator(images.device)
-            images = train_batch(images, self.image_size, **self.augment, **options)
+            generator = self._device_generator(images.device)
+            images = train_batch(
+                images, self.image_size, normalize, **self.augment, generator=generator, **options
+            )
         else:
-            images = eval_batch(images, self.image_size, **options)
+            images = eval_batch(images, self.image_size, normalize, **options)
         return {**batch, "image": images}
 
     def _device_generator(self, device: torch.device) -> torch.Generator:
@@ -391,15 +389,6 @@ class AttributeDataModule(L.LightningDataModule):
             self._augment_generator = torch.Generator(device).manual_seed(seed)
             self._augment_seed = seed
         return self._augment_generator
-
-
-def _resolve_augment_on_device(value: bool | str) -> bool:
-    """``auto`` is on when CUDA is available (datasets are built before the Trainer exists)."""
-    if value == "auto":
-        return torch.cuda.is_available()
-    if isinstance(value, bool):
-        return value
-    raise ValueError(f"data.augment_on_device must be true, false or 'auto', got {value!r}")
 
 
 @rank_zero_only

@@ -1,8 +1,9 @@
 """The trained network as one inference graph.
 
 :class:`InferenceNetwork` puts the preprocessing (uint8 -> float, normalisation with the
-checkpoint's mean and std) and the requested outputs around an ``AttributeModule``; the ONNX
-export traces exactly this graph and ``attrnet.inference.predict.run_module`` runs it.
+checkpoint's mean and std by :class:`attrnet.data.normalize.Normalize`, as training does) and
+the requested outputs around an ``AttributeModule``; the ONNX export traces exactly this graph
+and ``attrnet.inference.predict.run_module`` runs it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from attrnet.data.normalize import Normalize
 from attrnet.inference.info import OUTPUT_NAMES, ModelInfo
 from attrnet.models.module import AttributeModule
 
@@ -33,8 +35,9 @@ def model_info(module: AttributeModule) -> ModelInfo:
 class InferenceNetwork(nn.Module):
     """uint8 RGB images (N, 3, H, W) -> the requested outputs, as a tuple in ``outputs`` order.
 
-    Float input is taken as already normalised (the training data pipeline's batches), so the
-    same graph serves both. ``outputs`` are names of ``attrnet.inference.info.OUTPUT_NAMES``.
+    The images are normalised by the training pipeline's own :class:`Normalize`, so a model
+    sees here exactly what validation showed it. ``outputs`` are names of
+    ``attrnet.inference.info.OUTPUT_NAMES``.
     """
 
     def __init__(self, module: AttributeModule, info: ModelInfo, outputs: Sequence[str]) -> None:
@@ -47,13 +50,10 @@ class InferenceNetwork(nn.Module):
             )
         self.module = module
         self.outputs = tuple(outputs)
-        self.register_buffer("mean", torch.tensor(info.mean).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(info.std).view(1, 3, 1, 1), persistent=False)
+        self.normalize = Normalize(info.mean, info.std)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        if images.dtype == torch.uint8:  # as the training transform: scale to 0..1, normalise
-            images = (images.float() / 255.0 - self.mean) / self.std
-        embedding = self.module.embed(images)
+        embedding = self.module.embed(self.normalize(images))
         values: dict[str, torch.Tensor] = {"embedding": embedding}
         if {"logits", "probabilities"} & set(self.outputs):
             values["logits"] = self.module.head(embedding)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 
 RESNET50 = "attrnet.models.backbone.AttributeResNet50"
 #: The network's keywords among the flat hyper-parameters of the oldest checkpoints.

@@ -11,7 +11,7 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD  # noqa: E402
 
 #: Prediction grid layout in pixels: pictures are enlarged (nearest) to about this height, each
 #: cell is at least GRID_TEXT_WIDTH wide and lists up to GRID_LINES attributes under its picture.
