@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import tempfile
 import time
 from typing import Any
 
@@ -15,10 +16,10 @@ from bench_loops import (  # run as a script: experiments/ is on sys.path
     pil_loader,
 )
 from bench_runs import MARKET_AUGMENT, NATIVE_SIZE, pil_transform
+from hydra.utils import instantiate
 
+from attrnet.config import compose_run_config
 from attrnet.data.augment import train_batch
-from attrnet.data.datamodule import AttributeDataModule
-from attrnet.data.sources import SyntheticSource
 
 #: The data-path comparison reads the CPU default synthetic set: 600 train identities x 4 images.
 DATA_PATH_SET = dict(num_train_ids=751, num_test_ids=100, images_per_id=4)
@@ -53,16 +54,19 @@ def data_path_comparison(args: argparse.Namespace, size: tuple[int, int]) -> dic
     ``repeats``."""
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     batch_size = args.data_batch_size
-    datamodule = AttributeDataModule(
-        SyntheticSource(height=NATIVE_SIZE[0], width=NATIVE_SIZE[1], **DATA_PATH_SET),
-        val_count=DATA_PATH_VAL_IDS,
-        image_size=size,
-        batch_size=batch_size,
-        num_workers=args.data_workers,
-        pin_memory=device.type == "cuda",
-        stored_size=NATIVE_SIZE,
-        **MARKET_AUGMENT,
-    )
+    overrides = [
+        *(f"data.source.{key}={value}" for key, value in DATA_PATH_SET.items()),
+        f"data.source.height={NATIVE_SIZE[0]}",
+        f"data.source.width={NATIVE_SIZE[1]}",
+        f"data.val_count={DATA_PATH_VAL_IDS}",
+        f"data.image_size=[{size[0]},{size[1]}]",
+        f"data.batch_size={batch_size}",
+        f"data.num_workers={args.data_workers}",
+        f"data.pin_memory={device.type == 'cuda'}",
+        *(f"data.{key}={value}" for key, value in MARKET_AUGMENT.items()),
+    ]
+    with tempfile.TemporaryDirectory() as folder:
+        datamodule = instantiate(compose_run_config("train", folder, overrides).data)
     datamodule.prepare_data()
     started = time.perf_counter()
     datamodule.setup("fit")

@@ -5,14 +5,18 @@ from __future__ import annotations
 import importlib.util
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torchvision.transforms.v2 import functional as TF
 
 from attrnet.config import compose_run_config as compose_config
+from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.images import read_image
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
+from attrnet.data.sources import DataSource
 from attrnet.models.backbone import AttributeResNet50
 from attrnet.models.identity import IdentityBranch
 from attrnet.models.losses import WeightedBCEWithLogits
@@ -20,6 +24,8 @@ from attrnet.models.module import AttributeModule
 from attrnet.models.network import AttributeNetwork
 from attrnet.models.spec import ModelSpec
 from attrnet.optim import OptimizerPlan
+
+REPO = Path(__file__).resolve().parents[1]
 
 #: The tiny runs' input (height, width): ResNet50's total stride, so its last stage sees 2x2
 #: and ends in a 1x1 map. Never narrower: at 16 px wide, layer4's first 3x3 stride-2 convolution
@@ -32,10 +38,21 @@ __all__ = [
     "TINY_IMAGE_SIZE",
     "TINY_OVERRIDES",
     "compose_config",
+    "make_datamodule",
     "make_module",
     "needs",
     "reference_inputs",
 ]
+
+
+def make_datamodule(source: DataSource, **settings: Any) -> AttributeDataModule:
+    """A datamodule over ``source`` with the shared settings of ``conf/_datamodule.yaml``, in
+    the main process (no loader workers, no pinned memory) unless ``settings`` say otherwise."""
+    shared = OmegaConf.load(REPO / "conf" / "_datamodule.yaml")
+    shared.shuffle_seed = 0
+    values = {**OmegaConf.to_container(shared), "num_workers": 0, "pin_memory": False, **settings}
+    values.pop("_target_")
+    return AttributeDataModule(source, **values)
 
 
 def make_module(

@@ -32,14 +32,19 @@ from attrnet.data.augment import (
     resize_float,
     train_batch,
 )
-from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.images import read_image
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from attrnet.data.sources import SyntheticSource
 from attrnet.inference.network import InferenceNetwork, model_info
 from attrnet.training import build_data_and_model
-from tests.helpers import TINY_IMAGE_SIZE, TINY_OVERRIDES, compose_config, reference_inputs
+from tests.helpers import (
+    TINY_IMAGE_SIZE,
+    TINY_OVERRIDES,
+    compose_config,
+    make_datamodule,
+    reference_inputs,
+)
 
 CPU = torch.device("cpu")
 DEVICES = [
@@ -287,7 +292,7 @@ def test_loaders_fetch_whole_uint8_batches(
     collation), equal to per-image fetching + the default collation; ``image_loader`` yields
     uint8 at the input size."""
     tiny = dict(num_train_ids=6, num_test_ids=2, images_per_id=4, height=64, width=32, num_junk=2)
-    dm = AttributeDataModule(
+    dm = make_datamodule(
         SyntheticSource(tmp_path, **tiny),
         image_size=(32, 16),
         stored_size=(64, 32),
@@ -321,7 +326,7 @@ def test_each_ddp_rank_draws_its_own_augmentation(tmp_path: Path) -> None:
     draws = {}
     for rank in (0, 1, 0):
         torch.manual_seed(11)
-        dm = AttributeDataModule(SyntheticSource(tmp_path))
+        dm = make_datamodule(SyntheticSource(tmp_path))
         dm.trainer = SimpleNamespace(global_rank=rank)
         draws.setdefault(rank, []).append(torch.rand(8, generator=dm._device_generator(CPU)))
     assert torch.equal(draws[0][0], draws[0][1]) and not torch.equal(draws[0][0], draws[1][0])

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from attrnet.cli import data as data_cli
-from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.errors import DataError
 from attrnet.data.pa100k import Pa100kSource, read_pa100k_annotations
 from attrnet.data.peta import PETA_35, PetaSource, peta_split_sizes, scan_peta
@@ -21,6 +20,7 @@ from attrnet.data.sources import GenericCsvSource
 from attrnet.data.splits import partition_images
 from tests.benchmark_files import PA100K_ATTRIBUTES, write_generic_csv, write_pa100k, write_peta
 from tests.conftest import SHARED_DATA
+from tests.helpers import make_datamodule
 
 PETA_SAMPLE = SHARED_DATA / "peta_sample"
 
@@ -142,10 +142,10 @@ def test_pa100k_reader_official_split_and_no_identities(tmp_path: Path) -> None:
         tables = Pa100kSource(root).load()
     assert tables.skipped == {"labels_without_images": 1, "images_without_labels": 0}
     assert not tables.has_identities
-    module = AttributeDataModule(Pa100kSource(root), image_size=(32, 16), sampler="identity")
+    module = make_datamodule(Pa100kSource(root), image_size=(32, 16), sampler="identity")
     with pytest.raises(DataError, match="needs person identities"):
         module.setup("fit")
-    module = AttributeDataModule(Pa100kSource(root), image_size=(32, 16), cache_images=False)
+    module = make_datamodule(Pa100kSource(root), image_size=(32, 16), cache_images=False)
     module.setup("fit")
     assert (len(module.train_frame), len(module.val_frame), len(module.test_frame)) == (12, 4, 3)
     os.rename(root / "data", root / "elsewhere")
@@ -155,7 +155,7 @@ def test_pa100k_reader_official_split_and_no_identities(tmp_path: Path) -> None:
 
 def test_generic_csv_split_values_and_identity_overlap(tmp_path: Path) -> None:
     csv = write_generic_csv(tmp_path)
-    module = AttributeDataModule(GenericCsvSource(csv), image_size=(32, 16), cache_images=False)
+    module = make_datamodule(GenericCsvSource(csv), image_size=(32, 16), cache_images=False)
     module.setup("fit")
     table = pd.read_csv(csv)
     assert module.split is None  # explicit val rows replace the random identity split
@@ -178,7 +178,7 @@ def test_generic_csv_split_values_and_identity_overlap(tmp_path: Path) -> None:
     table.loc[table["person_id"] == 9, "split"] = "test"
     table["split"] = table["split"].replace({"val": "train"})
     table.to_csv(csv, index=False)
-    module = AttributeDataModule(
+    module = make_datamodule(
         GenericCsvSource(csv), image_size=(32, 16), cache_images=False, val_count=2
     )
     module.setup("fit")

@@ -9,11 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
-from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.dataset import AttributeImageDataset
 from attrnet.data.errors import DataError
 from attrnet.data.sources import GenericCsvSource, SyntheticSource
 from attrnet.data.splits import IdentitySplit, split_identities, study_reid_protocol
+from tests.helpers import make_datamodule
 
 TINY = dict(num_train_ids=12, num_test_ids=4, images_per_id=4, height=64, width=32)
 
@@ -49,7 +49,7 @@ def test_study_reid_protocol_one_query_per_identity() -> None:
 def test_datamodule_on_synthetic_mat_and_csv_readers_agree(tmp_path: Path) -> None:
     modules = {}
     for reader in ("mat", "csv"):
-        dm = AttributeDataModule(
+        dm = make_datamodule(
             SyntheticSource(tmp_path, annotations=reader, **TINY),
             image_size=(32, 16),
             batch_size=4,
@@ -67,7 +67,7 @@ def test_datamodule_on_synthetic_mat_and_csv_readers_agree(tmp_path: Path) -> No
     batch = next(iter(mat.train_dataloader()))
     assert batch["image"].shape == (4, 3, 32, 16) and batch["target"].shape == (4, 32)
     assert batch["image"].dtype == torch.uint8  # at the stored size (default: image_size)
-    dm_reloaded = AttributeDataModule(
+    dm_reloaded = make_datamodule(
         SyntheticSource(tmp_path, **TINY),
         image_size=(32, 16),
         split_file=str(mat.save_split(tmp_path)),
@@ -113,7 +113,7 @@ def test_generic_csv_source_any_attribute_count(tmp_path: Path) -> None:
             split = "query" if pid == 6 and shot == 0 else ("gallery" if pid == 6 else "train")
             lines.append(f"{name},{pid},{shot + 1},{split},{pid % 2},{shot % 2},1")
     (tmp_path / "labels.csv").write_text("\n".join(lines) + "\n")
-    dm = AttributeDataModule(
+    dm = make_datamodule(
         GenericCsvSource(tmp_path / "labels.csv"), image_size=(20, 10), batch_size=2, val_count=1
     )
     dm.setup("fit")

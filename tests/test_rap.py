@@ -16,14 +16,13 @@ from hydra.utils import instantiate
 from attrnet.cli import data as data_cli
 from attrnet.cli import reid as reid_cli
 from attrnet.cli import train as train_cli
-from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.errors import DataError
 from attrnet.data.rap import RapSource
 from attrnet.data.splits import NO_ID
 from attrnet.training import build_data_and_model
 from tests.benchmark_files import write_rap, write_rap_images
 from tests.conftest import SHARED_DATA
-from tests.helpers import compose_config
+from tests.helpers import compose_config, make_datamodule
 
 RAP_SAMPLE = SHARED_DATA / "rap_sample" / "RAP_annotation.mat"
 TINY = [
@@ -154,7 +153,7 @@ def test_rap_validation_share_is_seeded(tmp_path: Path) -> None:
     again = _source(root, "data.val_fraction=0.25").load().labelled
     other = _source(root, "data.val_fraction=0.25", "data.split_seed=3").load().labelled
     assert (first["split"] == again["split"]).all() and not (first["split"] == other["split"]).all()
-    datamodule = AttributeDataModule(_source(root, "data.val_fraction=0.25"), cache_images=False)
+    datamodule = make_datamodule(_source(root, "data.val_fraction=0.25"), cache_images=False)
     datamodule.setup("fit")
     saved = datamodule.save_split(tmp_path)
     assert saved.name == "split.csv" and not (tmp_path / "split.json").exists()
@@ -172,7 +171,7 @@ def test_rap_identity_training_and_reid(
     """Identity training leaves the images without identity out; validation re-ID and
     attrnet-reid use the identified images; the re-ID partition has query and gallery."""
     root = write_rap(tmp_path / "rap")
-    module = AttributeDataModule(
+    module = make_datamodule(
         _source(root, "data.val_fraction=0.25"), sampler="identity", cache_images=False
     )
     module.setup("fit")

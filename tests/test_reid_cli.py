@@ -11,13 +11,12 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from tensorboard.plugins.hparams import metadata as hparams_metadata
 
 from attrnet.checkpoints import load_checkpoint
-from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.sources import SyntheticSource
 from attrnet.models.loading import load_attribute_module
 from attrnet.retrieval import read_reid_results
 from attrnet.retrieval.from_config import evaluate, reid_options
 from attrnet.retrieval.pipeline import run_reid
-from tests.helpers import TINY_OVERRIDES, compose_config
+from tests.helpers import TINY_OVERRIDES, compose_config, make_datamodule
 
 DATA_OVERRIDES = [o for o in TINY_OVERRIDES if o.startswith("data.")]
 
@@ -99,7 +98,7 @@ def test_the_pipeline_from_python_gives_the_command_s_results(
         num_junk=4,
         num_distractors=4,
     )
-    datamodule = AttributeDataModule(
+    datamodule = make_datamodule(
         source,
         image_size=module.spec.image_size,
         eval_batch_size=64,

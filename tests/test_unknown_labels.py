@@ -23,7 +23,7 @@ from attrnet.models.loading import load_attribute_module
 from attrnet.models.losses import WeightedBCEWithLogits, attribute_weights, positive_ratio
 from attrnet.models.plots import GRID_COLOURS, prediction_grid
 from tests.benchmark_files import RAP_ATTRIBUTES, write_rap
-from tests.helpers import compose_config, reference_inputs
+from tests.helpers import compose_config, make_datamodule, reference_inputs
 
 NAMES = ["a", "b", "c", "d", "e"]
 
@@ -195,7 +195,7 @@ def test_datamodule_ratios_and_summary_count_unknown_labels(
 
     bad = write_rap(tmp_path / "bad", all_unknown=4)
     source = instantiate(cfg.data.source, root=str(bad))
-    datamodule = AttributeDataModule(source, cache_images=False)
+    datamodule = make_datamodule(source, cache_images=False)
     with pytest.raises(DataError, match=r"attr04: no known label in the train split"):
         datamodule.setup("fit")
 

@@ -25,7 +25,7 @@ from attrnet.data.checks import (
 )
 from attrnet.data.dataset import AttributeImageDataset, pass_batch
 from attrnet.data.errors import DataError
-from attrnet.data.images import MAX_IMAGE_PIXELS, find_unreadable
+from attrnet.data.images import find_unreadable
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD, Normalize
 from attrnet.data.pk_sampler import IdentityBatchSampler
 from attrnet.data.samplers import EpochShuffleSampler
@@ -33,7 +33,6 @@ from attrnet.data.sources import DatasetTables, DataSource
 from attrnet.data.splits import (
     ATTRIBUTE_SPLITS,
     NO_ID,
-    STUDY_VAL_FRACTION,
     IdentitySplit,
     split_identities,
 )
@@ -63,30 +62,34 @@ class AttributeDataModule(L.LightningDataModule):
     ``setup`` refuses, before decoding anything, image files that do not exist (one line: the
     count per split and the first paths) and attributes without any known training label, and
     logs the attributes that lack a positive or a negative in a split.
+
+    The settings have no defaults here: ``conf/_datamodule.yaml`` and the dataset's config supply
+    them (one source of truth).
     """
 
     def __init__(
         self,
         source: DataSource,
-        image_size: tuple[int, int] = (256, 128),
-        batch_size: int = 64,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        pin_memory: bool = False,
-        cache_images: bool = True,
-        flip: float = 0.5,
-        pad: int = 10,
-        erasing: float = 0.5,
-        val_count: int | None = None,
-        val_fraction: float = STUDY_VAL_FRACTION,
-        split_seed: int = 0,
-        split_file: str | None = None,
-        sampler: str = "random",
-        num_instances: int = 4,
-        stored_size: tuple[int, int] | None = None,
-        skip_bad_images: bool = False,
-        max_image_pixels: int = MAX_IMAGE_PIXELS,
-        shuffle_seed: int = 0,
+        *,
+        image_size: tuple[int, int],
+        batch_size: int,
+        eval_batch_size: int | None,
+        num_workers: int,
+        pin_memory: bool,
+        cache_images: bool,
+        flip: float,
+        pad: int,
+        erasing: float,
+        val_count: int | None,
+        val_fraction: float,
+        split_seed: int,
+        split_file: str | None,
+        sampler: str,
+        num_instances: int,
+        stored_size: tuple[int, int] | None,
+        skip_bad_images: bool,
+        max_image_pixels: int,
+        shuffle_seed: int,
     ) -> None:
         super().__init__()
         self.source = source
