@@ -108,7 +108,7 @@ def test_cli_exports_attention_identity_model(identity_run: Path, mini_market: P
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert "max |onnxruntime - PyTorch| identity" in result.stdout
-    assert "uint8 RGB (N, 3, 32, 16)" in result.stdout
+    assert "uint8 RGB (N, 3, 32, 32)" in result.stdout  # the tiny runs' input size
     outputs = ["logits", "probabilities", "embedding", "identity"]
     _check_graph(tmp_path / "model.onnx", checkpoint, crops, outputs)
     _check_torch_free_api(tmp_path / "model.onnx", checkpoint, crops)

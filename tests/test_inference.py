@@ -21,9 +21,9 @@ from attrnet.inference.onnx_runtime import ModelFileError
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.predictions import decode_predictions
-from tests.helpers import compose_config, needs, reference_inputs
+from tests.helpers import TINY_IMAGE_SIZE, compose_config, needs, reference_inputs
 
-SIZE = (32, 16)  # data.image_size of TINY_OVERRIDES
+SIZE = TINY_IMAGE_SIZE  # data.image_size of TINY_OVERRIDES
 
 
 def _ckpt(run: Path) -> Path:
@@ -155,15 +155,15 @@ def test_bad_input_gives_clear_errors(trained_run: Path, tmp_path: Path) -> None
         model.predict([tmp_path / "fake.jpg"])
     bad = {
         "dtype float32; expected uint8": np.zeros((*SIZE, 3), np.float32),
-        r"shape \(64, 32, 3\); expected .*\(3, 32, 16\)": np.zeros((64, 32, 3), np.uint8),
-        r"shape \(32, 16, 4\)": np.zeros((*SIZE, 4), np.uint8),
+        r"shape \(64, 32, 3\); expected .*\(3, 32, 32\)": np.zeros((64, 32, 3), np.uint8),
+        r"shape \(32, 32, 4\)": np.zeros((*SIZE, 4), np.uint8),
         "mode 'F'": Image.new("F", (16, 32)),
         "got a int": 7,
     }
     for message, image in bad.items():
         with pytest.raises(DataError, match=rf"images\[1\]: .*{message}"):
             model.predict([np.zeros((*SIZE, 3), np.uint8), image])
-    with pytest.raises(DataError, match=r"gallery_images: array of shape \(32, 16\)"):
+    with pytest.raises(DataError, match=r"gallery_images: array of shape \(32, 32\)"):
         model.search(np.zeros((*SIZE, 3), np.uint8), np.zeros(SIZE, np.uint8))
     with pytest.raises(ValueError, match="kind='logit'"):
         model.features(np.zeros((*SIZE, 3), np.uint8), kind="logit")
