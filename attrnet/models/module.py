@@ -25,7 +25,8 @@ from attrnet.models.plots import attribute_bar_chart, prediction_grid
 from attrnet.models.reid_losses import batch_hard_triplet_loss
 from attrnet.optim import (
     build_optimizer,
-    normalize_phase,
+    normalize_phases,
+    saved_phase,
     scheduler_config,
     upgrade_scheduler_state,
 )
@@ -120,7 +121,7 @@ class AttributeModule(L.LightningModule):
         #: loaded last: where its weights sit on the curves
         self.checkpoint_position: tuple[int, int] | None = None
         self._validation_step = 0
-        self.optimizer_phases = [normalize_phase(dict(p)) for p in optimizer_phases]
+        self.optimizer_phases = normalize_phases(optimizer_phases)
         self.active_phase = 0
         self.last_val_metrics: dict[str, float] = {}
         self._example_batch: dict[str, torch.Tensor] | None = None
@@ -290,7 +291,7 @@ class AttributeModule(L.LightningModule):
         checkpoint["validation_step"] = self._validation_step
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self.active_phase = int(checkpoint.get("optimizer_phase", 0))
+        self.active_phase = saved_phase(self.optimizer_phases, checkpoint.get("optimizer_phase", 0))
         phase = self.optimizer_phases[self.active_phase]
         if "lr_schedulers" in checkpoint:
             checkpoint["lr_schedulers"] = [
