@@ -14,6 +14,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.cli.errors import reports_user_errors
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
 
@@ -36,6 +37,7 @@ def summarize(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="dataset")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-data``."""
     summarize(cfg)

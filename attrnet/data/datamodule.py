@@ -14,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 from torchvision.transforms import v2
 
+from attrnet import config_checks as checks
 from attrnet.data.batch_augment import eval_batch, train_batch
 from attrnet.data.dataset import AttributeImageDataset, CachedBatchDataset, pass_batch
 from attrnet.data.errors import DataError
@@ -73,10 +74,12 @@ class AttributeDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.source = source
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.image_size = checks.image_size(image_size, "data.image_size")
+        self.batch_size = checks.positive_int(batch_size, "data.batch_size")
+        self.eval_batch_size = checks.positive_int(
+            batch_size if eval_batch_size is None else eval_batch_size, "data.eval_batch_size"
+        )
+        self.num_workers = checks.non_negative_int(num_workers, "data.num_workers")
         self.pin_memory = pin_memory
         self.cache_images = cache_images
         self.augment = dict(flip=flip, pad=pad, erasing=erasing)
@@ -86,7 +89,9 @@ class AttributeDataModule(L.LightningDataModule):
             raise ValueError(f"data.sampler must be 'random' or 'identity', got {sampler!r}")
         self.sampler, self.num_instances = sampler, num_instances
         self.augment_on_device = _resolve_augment_on_device(augment_on_device)
-        self.cache_size = tuple(map(int, cache_size)) if cache_size else self.image_size
+        self.cache_size = (
+            checks.image_size(cache_size, "data.cache_size") if cache_size else self.image_size
+        )
         self._augment_generator: torch.Generator | None = None
         self._augment_seed: int | None = None
         self.skip_bad_images, self.max_image_pixels = skip_bad_images, int(max_image_pixels)
