@@ -22,13 +22,15 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from attrnet.checkpoints import load_checkpoint
+from attrnet.checkpoints import check_attribute_names, load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
 from attrnet.models.module import AttributeModule
+from attrnet.optim import announce_dropped_phases
 from attrnet.retrieval.from_config import reid_config, reid_metric_names, reid_options
 from attrnet.retrieval.pipeline import run_reid
+from attrnet.run_folder import claim_run_folder
 from attrnet.tensorboard import (
     curated_hparams,
     final_metric_names,
@@ -92,7 +94,10 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    for key in (k for k in ("ckpt_path", "init_from") if cfg.get(k)):
+        check_attribute_names(cfg[key], datamodule.attributes, key)
     phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
+    announce_dropped_phases(phases)
     sizes: dict[str, Any] = {"net": {"num_attributes": len(datamodule.attributes)}}
     if cfg.model.get("identity_head") is not None:
         sizes["identity_head"] = {"num_identities": datamodule.num_train_identities}
@@ -113,6 +118,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
 
 def train(cfg: DictConfig) -> TrainingResult:
     """Run one training job described by ``cfg``; returns its final metrics."""
+    claim_run_folder(cfg)  # before anything is written: one run per folder
     if cfg.get("ckpt_path"):  # refuse a missing, corrupt or code-carrying checkpoint up front
         load_checkpoint(cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)
