@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.optim.lr_scheduler import (
     ConstantLR,
     CosineAnnealingLR,
@@ -49,25 +50,61 @@ FUSED_DEVICES = ("cpu", "cuda")
 
 
 def normalize_phase(phase: dict[str, Any]) -> dict[str, Any]:
-    """Fill defaults and validate one phase; errors name the offending key."""
+    """Fill defaults and validate one phase; errors name the phase and the offending key."""
+    label = f"optimizer phase {phase.get('name') or phase.get('optimizer')!r}"
     unknown = set(phase) - {"optimizer", "epochs", "name", *PHASE_DEFAULTS}
     if unknown:
-        raise ValueError(f"optimizer phase {phase}: unknown key(s) {sorted(unknown)}")
+        raise ValueError(f"{label}: unknown key(s) {sorted(unknown)}")
     merged = {**PHASE_DEFAULTS, **phase}
     name = str(merged.get("optimizer", "")).lower()
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer phase {phase}: optimizer must be one of {OPTIMIZERS}")
+        raise ValueError(f"{label}: optimizer must be one of {OPTIMIZERS}, got {name!r}")
     if merged["schedule"] not in SCHEDULES:
-        raise ValueError(f"optimizer phase {phase}: schedule must be one of {SCHEDULES}")
+        raise ValueError(f"{label}: schedule must be one of {SCHEDULES}")
     if not 0 < merged["warmup_start_factor"] <= 1:
-        raise ValueError(f"optimizer phase {phase}: warmup_start_factor must be in (0, 1]")
+        raise ValueError(f"{label}: warmup_start_factor must be in (0, 1]")
     if merged["schedule"] == "plateau" and merged["warmup_epochs"]:
-        raise ValueError(f"optimizer phase {phase}: the plateau schedule takes no warm-up")
-    if int(merged.get("epochs", 0)) < 1:
-        raise ValueError(f"optimizer phase {phase}: epochs must be a positive integer")
-    merged.update(optimizer=name, epochs=int(merged["epochs"]), betas=tuple(merged["betas"]))
+        raise ValueError(f"{label}: the plateau schedule takes no warm-up")
+    epochs = merged.get("epochs")
+    whole = isinstance(epochs, (int, float)) and not isinstance(epochs, bool)
+    if not (whole and float(epochs).is_integer() and epochs >= 0):
+        raise ValueError(
+            f"{label}: epochs must be a whole number >= 0 (0 drops the phase), got {epochs!r}"
+        )
+    merged.update(optimizer=name, epochs=int(epochs), betas=tuple(merged["betas"]))
     merged.setdefault("name", name)
     return merged
+
+
+def normalize_phases(phases: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Validate a plan and drop its phases of 0 epochs (``optimizer.second_epochs=0``: no swap).
+
+    Checkpoints store the index of their phase in this list, so a resume with the same plan
+    continues in the right phase."""
+    normalized = [normalize_phase(dict(phase)) for phase in phases]
+    kept = [phase for phase in normalized if phase["epochs"] > 0]
+    if not kept:
+        raise ValueError("optimizer.phases: every phase has 0 epochs, nothing to train")
+    return kept
+
+
+def announce_dropped_phases(phases: Iterable[dict[str, Any]]) -> None:
+    """Say once (rank zero) which phases of a plan have 0 epochs and are left out."""
+    dropped = [p.get("name") or p.get("optimizer") for p in phases if p.get("epochs") == 0]
+    if dropped:
+        names = ", ".join(repr(name) for name in dropped)
+        rank_zero_info(f"Optimizer phase(s) {names} of 0 epochs left out (no swap to them)")
+
+
+def saved_phase(phases: Sequence[dict[str, Any]], index: int) -> int:
+    """The phase index a checkpoint was saved in, checked against the plan it resumes with."""
+    if not 0 <= int(index) < len(phases):
+        names = ", ".join(phase["name"] for phase in phases)
+        raise ValueError(
+            f"the checkpoint was saved in optimizer phase {int(index) + 1}, but the plan has "
+            f"{len(phases)} ({names}); resume with the plan it was trained with"
+        )
+    return int(index)
 
 
 def phase_for_epoch(phases: Sequence[dict[str, Any]], epoch: int) -> int:
@@ -168,7 +205,7 @@ class OptimizerPlan:
     def __init__(self, phases: Sequence[Mapping[str, Any]]) -> None:
         if not phases:
             raise ValueError("optimizer: the plan has no phases")
-        self.phases = [normalize_phase(dict(phase)) for phase in phases]
+        self.phases = normalize_phases(phases)
 
     @property
     def epochs(self) -> int:

@@ -22,7 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from attrnet.checkpoints import load_checkpoint
+from attrnet.checkpoints import check_attribute_names, load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.evaluation import evaluate_attributes, final_scalars
@@ -30,9 +30,10 @@ from attrnet.io import atomic_write_text
 from attrnet.models.loading import initialize_from
 from attrnet.models.module import AttributeModule
 from attrnet.models.spec import ModelSpec
-from attrnet.optim import OptimizerPlan
+from attrnet.optim import OptimizerPlan, announce_dropped_phases
 from attrnet.retrieval.from_config import reid_metric_names, reid_options
 from attrnet.retrieval.pipeline import run_reid
+from attrnet.run_folder import claim_run_folder
 from attrnet.tensorboard import (
     curated_hparams,
     final_metric_names,
@@ -97,6 +98,8 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
     datamodule = instantiate(cfg.data)
     datamodule.prepare_data()
     datamodule.setup("fit")
+    for key in (k for k in ("ckpt_path", "init_from") if cfg.get(k)):
+        check_attribute_names(cfg[key], datamodule.attributes, key)
     net = instantiate(cfg.model.net, num_attributes=len(datamodule.attributes), _convert_="all")
     criterion = instantiate(cfg.loss)(datamodule.positive_ratio)
     parts: dict[str, Any] = {}
@@ -108,7 +111,9 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
     spec = ModelSpec(
         tuple(datamodule.attributes), datamodule.image_size, IMAGENET_MEAN, IMAGENET_STD
     )
-    plan = OptimizerPlan(OmegaConf.to_container(cfg.optimizer.phases, resolve=True))
+    phases = OmegaConf.to_container(cfg.optimizer.phases, resolve=True)
+    announce_dropped_phases(phases)
+    plan = OptimizerPlan(phases)
     parts.update(net=net, criterion=criterion, optimizer=plan, spec=spec)
     model = instantiate(cfg.model, **parts, _convert_="object")  # "object": spec stays a ModelSpec
     if model.identity is not None:
@@ -120,6 +125,7 @@ def build_data_and_model(cfg: DictConfig) -> tuple[AttributeDataModule, Attribut
 
 def train(cfg: DictConfig) -> TrainingResult:
     """Run one training job described by ``cfg``; returns its final metrics."""
+    claim_run_folder(cfg)  # before anything is written: one run per folder
     if cfg.get("ckpt_path"):  # refuse a missing, corrupt or code-carrying checkpoint up front
         load_checkpoint(cfg.ckpt_path)
     L.seed_everything(cfg.seed, workers=True)

@@ -51,7 +51,9 @@ def _config(name: str, folder: Path, overrides: list[str]) -> DictConfig:
 
 def _train(folder: Path, overrides: list[str]) -> tuple[Path, float]:
     start = time.perf_counter()
-    train(_config("train", folder, [*overrides, "trainer.enable_progress_bar=false"]))
+    # a rerun replaces the earlier run in the folder (attrnet.run_folder refuses it otherwise)
+    options = [*overrides, "trainer.enable_progress_bar=false", "overwrite=true"]
+    train(_config("train", folder, options))
     return folder / "checkpoints" / "last.ckpt", time.perf_counter() - start
 
 

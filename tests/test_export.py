@@ -149,7 +149,13 @@ def test_export_refuses_a_graph_that_differs(
     output = tmp_path / "model.onnx"
     output.write_bytes(b"previous export")
     checkpoint = trained_run / "checkpoints" / "last.ckpt"
-    argv = [f"ckpt_path={checkpoint}", "output=model.onnx", "num_samples=2", "hydra.run.dir=run"]
+    argv = [
+        f"ckpt_path={checkpoint}",
+        "output=model.onnx",
+        "overwrite=true",  # the parity check, not the existing file, refuses it
+        "num_samples=2",
+        "hydra.run.dir=run",
+    ]
     monkeypatch.setattr(sys, "argv", ["attrnet-export", *argv])
     with pytest.raises(SystemExit) as exit_info:
         cli_main()

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
 import torch
 
 from attrnet.optim import (
+    announce_dropped_phases,
     build_optimizer,
     build_scheduler,
     normalize_phase,
+    normalize_phases,
     phase_for_epoch,
     scheduler_config,
 )
@@ -33,8 +37,41 @@ def test_normalize_rejects_bad_phases() -> None:
         normalize_phase({"optimizer": "sgd", "epochs": 1, "lrr": 0.1})
     with pytest.raises(ValueError, match="warmup_start_factor must be in"):
         normalize_phase({"optimizer": "sgd", "epochs": 1, "warmup_start_factor": 0.0})
-    with pytest.raises(ValueError, match="epochs must be a positive integer"):
-        normalize_phase({"optimizer": "sgd", "epochs": 0})
+    for epochs in (-1, 1.5, None, "2"):
+        with pytest.raises(
+            ValueError,
+            match=r"^optimizer phase 'sgd': epochs must be a whole number >= 0 \(0 drops the "
+            rf"phase\), got {re.escape(repr(epochs))}$",
+        ):
+            normalize_phase({"name": "sgd", "optimizer": "sgd", "epochs": epochs})
+
+
+def test_a_phase_of_zero_epochs_is_dropped_and_resume_finds_the_right_phase(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``second_epochs=0`` means no swap; a plan with a dropped phase keeps the phase indices
+    that checkpoints store consistent, and names the plan when a checkpoint's phase is not in it."""
+    plan = [
+        {"name": "warm", "optimizer": "adamw", "epochs": 2},
+        {"name": "sgd", "optimizer": "sgd", "epochs": 0},
+        {"name": "long", "optimizer": "adam", "epochs": 3},
+    ]
+    assert [p["name"] for p in normalize_phases(plan)] == ["warm", "long"]
+    with pytest.raises(ValueError, match="every phase has 0 epochs"):
+        normalize_phases([{**plan[1]}])
+    with caplog.at_level(logging.INFO):
+        announce_dropped_phases(plan)
+    said = [r.getMessage() for r in caplog.records if "0 epochs" in r.getMessage()]
+    assert said == ["Optimizer phase(s) 'sgd' of 0 epochs left out (no swap to them)"]
+
+    module = make_module(["hat", "bag"], phases=plan)
+    assert [module.optimizer_plan.phase_for_epoch(e) for e in range(6)] == [0, 0, 1, 1, 1, 1]
+    module.on_load_checkpoint({"optimizer_phase": 1})  # saved in epoch 2: the adam phase
+    assert module.active_phase == 1
+    assert isinstance(module.configure_optimizers()["optimizer"], torch.optim.Adam)
+    plan_names = r"saved in optimizer phase 3, but the plan has 2 \(warm, long\)"
+    with pytest.raises(ValueError, match=plan_names):
+        module.on_load_checkpoint({"optimizer_phase": 2})
 
 
 def _expected_factor(phase: dict, epoch: int) -> float:

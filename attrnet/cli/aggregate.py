@@ -17,6 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from attrnet.aggregate import SOURCES, aggregate
+from attrnet.cli.errors import reports_user_errors
 
 
 def aggregate_and_print(
@@ -39,6 +40,7 @@ class AggregateCallback(Callback):
         aggregate_and_print(config.hydra.sweep.dir, section.get("output_dir"))
 
 
+@reports_user_errors
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of ``attrnet-aggregate``."""
     parser = argparse.ArgumentParser(prog="attrnet-aggregate", description=__doc__.splitlines()[0])

@@ -17,6 +17,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.cli.errors import reports_user_errors
 from attrnet.data.checks import single_class_message, some_names
 from attrnet.data.splits import ATTRIBUTE_SPLITS
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
@@ -54,6 +55,7 @@ def summarize(cfg: DictConfig) -> dict[str, Any]:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="dataset")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-data``."""
     summarize(cfg)

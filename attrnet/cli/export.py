@@ -9,6 +9,7 @@ import hydra
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.cli.errors import reports_user_errors
 from attrnet.inference.export import ExportError, export_onnx
 
 FORMATS = ("onnx",)
@@ -19,7 +20,13 @@ def export(cfg: DictConfig) -> Path:
     if cfg.format not in FORMATS:
         raise ValueError(f"format={cfg.format!r}: expected one of {list(FORMATS)}")
     result = export_onnx(
-        cfg.ckpt_path, cfg.output, cfg.images_dir, cfg.num_samples, cfg.tolerance, cfg.opset
+        cfg.ckpt_path,
+        cfg.output,
+        cfg.images_dir,
+        cfg.num_samples,
+        cfg.tolerance,
+        cfg.opset,
+        cfg.overwrite,
     )
     height, width = result.info.image_size
     print(f"input  images: uint8 RGB (N, 3, {height}, {width}), normalised inside the graph")
@@ -31,6 +38,7 @@ def export(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="export")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-export``; exits with status 1 when the parity check fails."""
     try:

@@ -9,16 +9,21 @@ import pandas as pd
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.cli.errors import reports_user_errors
 from attrnet.data.market import list_images
 from attrnet.inference.figure import predictions_figure, save_figure
 from attrnet.inference.images import image_inputs
 from attrnet.inference.predict import run_module
 from attrnet.models.loading import load_attribute_module
+from attrnet.output_guard import check_outputs
 from attrnet.predictions import prediction_table, write_prediction_csv
 
 
 def predict(cfg: DictConfig) -> Path:
     """Predict every image of ``cfg.images_dir``; returns the written CSV path."""
+    outputs = {"output": cfg.output, **({"figure_path": cfg.figure_path} if cfg.figure else {})}
+    inputs = {"ckpt_path": cfg.ckpt_path, "images_dir": cfg.images_dir}
+    check_outputs(outputs, inputs, cfg.overwrite)
     module = load_attribute_module(cfg.ckpt_path)
     paths = list_images(cfg.images_dir)
     size = module.spec.image_size
@@ -50,6 +55,7 @@ def predict(cfg: DictConfig) -> Path:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="predict")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-predict``."""
     predict(cfg)

@@ -17,6 +17,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from attrnet.cli.common import CONFIG_PATH
+from attrnet.cli.errors import reports_user_errors
 from attrnet.retrieval.from_config import evaluate
 
 
@@ -41,6 +42,7 @@ def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reid")
+@reports_user_errors
 def main(cfg: DictConfig) -> None:
     """Entry point of ``attrnet-reid``."""
     print_results(evaluate(cfg), cfg, Path(cfg.paths.output_dir))

@@ -6,15 +6,34 @@ re-ID step) and print its metrics tables.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import hydra
 import pandas as pd
-from omegaconf import DictConfig
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from attrnet.cli.common import CONFIG_PATH, format_table
+from attrnet.cli.errors import reports_user_errors
 from attrnet.cli.reid import print_results as print_reid_results
 from attrnet.metrics import per_attribute_table
+from attrnet.output_guard import resolved
+from attrnet.run_folder import claim_run_folder
 from attrnet.training import TrainingResult, summary, train
+
+
+class ClaimRunFolder(Callback):
+    """Hydra callback (``conf/train.yaml``): ``claim_run_folder`` before Hydra writes its
+    ``.hydra/`` files and its log into the folder of a single run (a multirun's jobs are checked
+    by ``train``, after Hydra's files)."""
+
+    @reports_user_errors
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = resolved(config.hydra.run.dir)
+        task = OmegaConf.masked_copy(config, [key for key in config if key != "hydra"])
+        with open_dict(task):
+            task.paths.output_dir = str(folder)  # ${hydra:runtime.output_dir} is not set yet
+        claim_run_folder(task, [folder / f"{config.hydra.job.name}.log"])
 
 
 def print_report(result: TrainingResult) -> None:
@@ -35,6 +54,7 @@ def print_report(result: TrainingResult) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")
+@reports_user_errors
 def main(cfg: DictConfig) -> float:
     """Entry point of ``attrnet-train``; returns the optimized metric for sweepers."""
     result = train(cfg)

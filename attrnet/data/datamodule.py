@@ -15,6 +15,7 @@ from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import rank_zero_only, rank_zero_warn
 from torch.utils.data import DataLoader, Sampler
 
+from attrnet import config_checks as checks
 from attrnet.data.augment import eval_batch, train_batch
 from attrnet.data.checks import (
     find_missing,
@@ -93,10 +94,12 @@ class AttributeDataModule(L.LightningDataModule):
     ) -> None:
         super().__init__()
         self.source = source
-        self.image_size = (int(image_size[0]), int(image_size[1]))
-        self.batch_size = batch_size
-        self.eval_batch_size = eval_batch_size or batch_size
-        self.num_workers = num_workers
+        self.image_size = checks.image_size(image_size, "data.image_size")
+        self.batch_size = checks.positive_int(batch_size, "data.batch_size")
+        self.eval_batch_size = checks.positive_int(
+            batch_size if eval_batch_size is None else eval_batch_size, "data.eval_batch_size"
+        )
+        self.num_workers = checks.non_negative_int(num_workers, "data.num_workers")
         self.pin_memory = pin_memory
         self.cache_images = cache_images
         self.augment = dict(flip=flip, pad=pad, erasing=erasing)
@@ -105,7 +108,9 @@ class AttributeDataModule(L.LightningDataModule):
         if sampler not in ("random", "identity"):
             raise ValueError(f"data.sampler must be 'random' or 'identity', got {sampler!r}")
         self.sampler, self.num_instances = sampler, num_instances
-        self.stored_size = tuple(map(int, stored_size)) if stored_size else self.image_size
+        self.stored_size = (
+            checks.image_size(stored_size, "data.stored_size") if stored_size else self.image_size
+        )
         self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
         self._augment_generator: torch.Generator | None = None
         self._augment_seed: int | None = None

@@ -33,6 +33,7 @@ from attrnet.inference.predict import run_module
 from attrnet.io import atomic_open
 from attrnet.models.loading import load_attribute_module
 from attrnet.models.module import AttributeModule
+from attrnet.output_guard import check_outputs
 
 DEFAULT_OPSET = 17
 DEFAULT_TOLERANCE = 1e-4
@@ -107,15 +108,19 @@ def export_onnx(
     num_samples: int = 8,
     tolerance: float = DEFAULT_TOLERANCE,
     opset: int = DEFAULT_OPSET,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export ``checkpoint`` to ``output`` (ONNX) after checking it on sample images.
 
     Every output of onnxruntime must be within ``tolerance`` (absolute) of PyTorch's on the
     samples (``images_dir``, else seeded random images); otherwise ``ExportError`` is raised
-    and ``output`` is left as it was. The file is written atomically.
+    and ``output`` is left as it was. The file is written atomically; ``output`` may not be an
+    input, nor an existing file unless ``overwrite`` (checked before any work).
     """
     if num_samples < 1 or not tolerance >= 0:
         raise ValueError(f"need num_samples >= 1, tolerance >= 0; got {num_samples}, {tolerance}")
+    inputs = {"ckpt_path": checkpoint, "images_dir": images_dir}
+    check_outputs({"output": output}, inputs, overwrite)
     module = load_attribute_module(checkpoint).eval()
     info = model_info(module)
     data = onnx_bytes(module, info, opset)

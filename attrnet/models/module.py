@@ -22,7 +22,7 @@ from attrnet.models.legacy import upgrade_state_dict
 from attrnet.models.losses import WeightedBCEWithLogits
 from attrnet.models.network import AttributeNetwork
 from attrnet.models.spec import ModelSpec
-from attrnet.optim import OptimizerPlan, upgrade_scheduler_state
+from attrnet.optim import OptimizerPlan, saved_phase, upgrade_scheduler_state
 from attrnet.tensorboard import logging_step
 
 
@@ -193,8 +193,9 @@ class AttributeModule(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         upgrade_state_dict(checkpoint)
-        self.active_phase = int(checkpoint.get("optimizer_phase", 0))
-        phase = self.optimizer_plan.phases[self.active_phase]
+        phases = self.optimizer_plan.phases
+        self.active_phase = saved_phase(phases, checkpoint.get("optimizer_phase", 0))
+        phase = phases[self.active_phase]
         if "lr_schedulers" in checkpoint:
             checkpoint["lr_schedulers"] = [
                 upgrade_scheduler_state(state, phase) for state in checkpoint["lr_schedulers"]
