@@ -7,7 +7,6 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -116,32 +115,3 @@ class ResumableCheckpoint(ModelCheckpoint):
         self.kth_best_model_path = worst(kept, key=kept.get)
         self.kth_value = kept[self.kth_best_model_path]
         rank_zero_info(f"Resumed run: best checkpoint so far is {self.best_model_path}")
-
-
-def check_attribute_names(path: str | os.PathLike, attributes: Sequence[str], key: str) -> None:
-    """Refuse to resume (``key`` ``ckpt_path``) or fine-tune (``init_from``) from a checkpoint
-    whose attribute outputs are not the data's, in the same order: its outputs would be trained
-    under the wrong names. The message lists the missing, extra and reordered attributes."""
-    saved = load_checkpoint(path).get("hyper_parameters", {}).get("attribute_names")
-    if saved is None:
-        raise CheckpointError(f"{key}={path}: not an attribute checkpoint (no attribute_names)")
-    saved, wanted = list(saved), list(attributes)
-    if saved == wanted:
-        return
-    missing = [name for name in saved if name not in wanted]
-    extra = [name for name in wanted if name not in saved]
-    differences = []
-    if missing:
-        differences.append(f"not in the data: {', '.join(missing)}")
-    if extra:
-        differences.append(f"not in the checkpoint: {', '.join(extra)}")
-    common_saved = [name for name in saved if name in wanted]
-    common_wanted = [name for name in wanted if name in saved]
-    moved = [a for a, b in zip(common_saved, common_wanted, strict=True) if a != b]
-    if moved:
-        differences.append(f"in another order: {', '.join(moved)}")
-    raise CheckpointError(
-        f"{key}={path}: the checkpoint's {len(saved)} attributes are not the data's "
-        f"{len(wanted)} in the same order ({'; '.join(differences)}); give data with the "
-        f"checkpoint's attributes in its order, or train without {key}"
-    )

@@ -22,12 +22,12 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
-from attrnet.checkpoints import check_attribute_names, load_checkpoint
+from attrnet.checkpoints import load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.evaluation import evaluate_attributes, final_scalars
 from attrnet.io import atomic_write_text
-from attrnet.models.loading import initialize_from
+from attrnet.models.loading import check_attribute_names, initialize_from
 from attrnet.models.module import AttributeModule
 from attrnet.models.spec import ModelSpec
 from attrnet.optim import OptimizerPlan, announce_dropped_phases

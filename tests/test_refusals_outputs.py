@@ -69,7 +69,7 @@ def _sums(*roots: Path) -> dict[str, str]:
 def run(trained_run: Path) -> dict:
     """The trained run, its last checkpoint, its files' checksums and its attribute names."""
     ckpt = trained_run / "checkpoints" / "last.ckpt"
-    names = load_checkpoint(ckpt)["hyper_parameters"]["attribute_names"]
+    names = load_checkpoint(ckpt)["hyper_parameters"]["spec"]["attribute_names"]
     return {"dir": trained_run, "ckpt": ckpt, "sums": _sums(trained_run), "names": names}
 
 
@@ -309,7 +309,7 @@ def test_a_run_resumed_in_its_own_folder_goes_on_there(trained_run: Path, tmp_pa
 
 def _checkpoint_with(path: Path, names: list[str]) -> Path:
     """A small checkpoint whose hyper-parameters name ``names`` (all the check reads)."""
-    torch.save({"hyper_parameters": {"attribute_names": names}, "state_dict": {}}, path)
+    torch.save({"hyper_parameters": {"spec": {"attribute_names": names}}, "state_dict": {}}, path)
     return path
 
 
@@ -367,7 +367,7 @@ def test_config_values_are_refused_where_they_are_read(
     ("key", "value", "message"),
     [
         ("image_size", 64, "data.image_size must be two positive integers (height, width), got 64"),
-        ("cache_size", [0, 64], "data.cache_size must be two positive integers (height, width)"),
+        ("stored_size", [0, 64], "data.stored_size must be two positive integers (height, width)"),
         ("batch_size", 0, "data.batch_size must be a positive integer, got 0"),
         ("eval_batch_size", 2.5, "data.eval_batch_size must be a positive integer, got 2.5"),
         ("num_workers", -1, "data.num_workers must be an integer >= 0, got -1"),

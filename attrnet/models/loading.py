@@ -8,7 +8,7 @@ state. Checkpoints of earlier versions are read through ``attrnet.models.legacy`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -84,3 +84,36 @@ def initialize_from(module: AttributeModule, checkpoint_path: str | Path) -> Non
             "setting and attribute list"
         )
     module.load_state_dict(wanted, strict=False)
+
+
+def check_attribute_names(path: str | Path, attributes: Sequence[str], key: str) -> None:
+    """Refuse to resume (``key`` ``ckpt_path``) or fine-tune (``init_from``) from a checkpoint
+    whose attribute outputs are not the data's, in the same order: its outputs would be trained
+    under the wrong names. The message lists the missing, extra and reordered attributes."""
+    checkpoint = load_checkpoint(path)
+    try:
+        hparams = upgrade_hparams(checkpoint.get("hyper_parameters", {}), checkpoint)
+    except KeyError:
+        raise CheckpointError(
+            f"{key}={path}: not an attribute checkpoint (no attribute names)"
+        ) from None
+    saved, wanted = list(hparams["spec"]["attribute_names"]), list(attributes)
+    if saved == wanted:
+        return
+    missing = [name for name in saved if name not in wanted]
+    extra = [name for name in wanted if name not in saved]
+    differences = []
+    if missing:
+        differences.append(f"not in the data: {', '.join(missing)}")
+    if extra:
+        differences.append(f"not in the checkpoint: {', '.join(extra)}")
+    common_saved = [name for name in saved if name in wanted]
+    common_wanted = [name for name in wanted if name in saved]
+    moved = [a for a, b in zip(common_saved, common_wanted, strict=True) if a != b]
+    if moved:
+        differences.append(f"in another order: {', '.join(moved)}")
+    raise CheckpointError(
+        f"{key}={path}: the checkpoint's {len(saved)} attributes are not the data's "
+        f"{len(wanted)} in the same order ({'; '.join(differences)}); give data with the "
+        f"checkpoint's attributes in its order, or train without {key}"
+    )
