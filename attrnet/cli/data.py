@@ -6,6 +6,7 @@ Prints the tables and writes ``dataset_summary.json`` into the run folder, e.g.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +17,23 @@ from omegaconf import DictConfig
 from attrnet.cli.common import CONFIG_PATH
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
+log = logging.getLogger(__name__)
+
 
 def summarize(cfg: DictConfig) -> dict[str, Any]:
-    """Load ``cfg.data`` (images are not decoded), print its summary and write the JSON."""
+    """Load ``cfg.data`` (images are not decoded), log its summary (console and data.log) and
+    write the JSON."""
     datamodule = instantiate(cfg.data, cache_images=False)
     datamodule.prepare_data()
     datamodule.setup("fit")
     summary = dataset_summary(datamodule)
     sizes, positives = summary_tables(summary)
-    print(f"{len(summary['attributes'])} attributes\n")
-    print(sizes.to_string())
-    print("\nPositives per attribute:")
-    print(positives.to_string())
+    log.info(f"{len(summary['attributes'])} attributes\n\n{sizes.to_string()}")
+    log.info(f"\nPositives per attribute:\n{positives.to_string()}")
     if summary["skipped"]:
-        print("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
+        log.info("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
     path = write_summary(Path(cfg.paths.output_dir) / "dataset_summary.json", summary)
-    print(f"\nSummary: {path}")
+    log.info(f"\nSummary: {path}")
     return summary
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from attrnet.cli.common import CONFIG_PATH
 from attrnet.inference.export import ExportError, export_onnx
 
 FORMATS = ("onnx",)
+log = logging.getLogger(__name__)
 
 
 def export(cfg: DictConfig) -> Path:
@@ -22,11 +24,13 @@ def export(cfg: DictConfig) -> Path:
         cfg.ckpt_path, cfg.output, cfg.images_dir, cfg.num_samples, cfg.tolerance, cfg.opset
     )
     height, width = result.info.image_size
-    print(f"input  images: uint8 RGB (N, 3, {height}, {width}), normalised inside the graph")
-    print(f"output {', '.join(result.info.outputs)}")
-    for name, value in result.max_difference.items():
-        print(f"max |onnxruntime - PyTorch| {name:<13} {value:.3g}")
-    print(f"Wrote {result.path} (checked on {result.num_samples} images)")
+    lines = [
+        f"input  images: uint8 RGB (N, 3, {height}, {width}), normalised inside the graph",
+        f"output {', '.join(result.info.outputs)}",
+        *(f"max |onnxruntime - PyTorch| {n:<13} {v:.3g}" for n, v in result.max_difference.items()),
+        f"Wrote {result.path} (checked on {result.num_samples} images)",
+    ]
+    log.info("\n".join(lines))
     return result.path
 
 
@@ -36,7 +40,7 @@ def main(cfg: DictConfig) -> None:
     try:
         export(cfg)
     except ExportError as error:
-        print(f"attrnet-export: {error}", file=sys.stderr)
+        log.error(f"attrnet-export: {error}")
         sys.exit(1)
 
 
