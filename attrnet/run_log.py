@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from typing import Any
 
 from hydra.core.utils import JobReturn, JobStatus
@@ -25,6 +26,7 @@ CHATTER = (
     r"LeafSpec\)` is deprecated",  # torch's pytree deprecation, raised inside Lightning's code
     r"Consider setting `persistent_workers=True`",  # a tip, for spawned workers only
     r"Trainer already configured with model summary callbacks",  # conf/callbacks' ModelSummary
+    r"Experiment with name .* not found\. Creating it\.",  # every fresh MLflow store
 )
 
 
@@ -60,8 +62,8 @@ class LevelBelowFilter(logging.Filter):
 
 class RunLogCallback(Callback):
     """Hydra callback: Python warnings go to the job's log handlers (console and file) while the
-    job runs; at its end a failed job's traceback is written to its log file (the console gets
-    it from Hydra)."""
+    job runs; at its end a W&B run is closed (a multirun's next job would continue it) and a
+    failed job's traceback is written to its log file (the console gets it from Hydra)."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         logging.captureWarnings(True)
@@ -69,6 +71,9 @@ class RunLogCallback(Callback):
     def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
         logging.captureWarnings(False)
         failed = job_return.status == JobStatus.FAILED
+        wandb = sys.modules.get("wandb")  # imported by logger=wandb only
+        if wandb is not None and wandb.run is not None:
+            wandb.finish(exit_code=int(failed))
         # the exception itself: the public return_value also prints Hydra's report to stderr
         error = job_return._return_value if failed else None
         if isinstance(error, BaseException):
