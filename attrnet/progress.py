@@ -1,10 +1,13 @@
-"""Progress as log lines where no terminal shows Lightning's progress bar (a batch job, a pipe).
+"""Progress as log lines: in the run's log always, and on the console where no terminal shows
+Lightning's progress bar (a batch job, a pipe).
 
 A bar drawn into a file shows nothing for minutes (Rich draws its final state only) or fills it
-with carriage returns (tqdm). :class:`ProgressLog` then turns the bar off and writes a line every
-``interval_s`` seconds instead, into the console and the run's log: epoch, batch, optimizer
-step, the batch's loss, images per second and the time left; one line per validation with the
-progress-bar metrics. It reads the loss only for a line, so a GPU waits for nothing in between.
+with carriage returns (tqdm). :class:`ProgressLog` writes a line every ``interval_s`` seconds
+instead: epoch, batch, optimizer step, the batch's loss, images per second and the time left;
+and one line per validation with the progress-bar metrics. Without a terminal it turns the bar
+off and the lines go to the console too; on a terminal they are marked ``file_only`` (the
+console's :class:`attrnet.run_log.FileOnlyFilter` drops them). It reads the loss only for a
+line, so a GPU waits for nothing in between.
 """
 
 from __future__ import annotations
@@ -39,14 +42,15 @@ def _shows_bar(trainer: L.Trainer) -> bool:
 
 class ProgressLog(L.Callback):
     """Periodic progress lines (every ``interval_s`` seconds; 0: every batch) on the global
-    rank 0, in place of Lightning's progress bar when that bar has no terminal to draw on.
-    ``trainer.enable_progress_bar=false`` turns both off."""
+    rank 0: in the log beside Lightning's progress bar on a terminal, in its place (console
+    and log) without one. ``trainer.enable_progress_bar=false`` turns both off."""
 
     def __init__(self, interval_s: float = 30.0) -> None:
         if interval_s < 0:
             raise ValueError(f"interval_s must be >= 0, got {interval_s}")
         self.interval_s = float(interval_s)
         self.active = False
+        self._extra = {"file_only": False}  # the console shows the lines (no bar there)
         self._last = 0.0  # time of the last line
         self._images = 0  # training images (all ranks) since the last line or epoch start
         self._counted_from = 0.0  # ... which was then
@@ -54,8 +58,9 @@ class ProgressLog(L.Callback):
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         bar = trainer.progress_bar_callback
-        self.active = trainer.is_global_zero and bar is not None and not _shows_bar(trainer)
-        if self.active:
+        self.active = trainer.is_global_zero and bar is not None
+        self._extra = {"file_only": self.active and _shows_bar(trainer)}
+        if self.active and not self._extra["file_only"]:
             bar.disable()
         self._last = time.monotonic()
 
@@ -101,7 +106,7 @@ class ProgressLog(L.Callback):
         left = self._time_left(trainer)
         if left is not None:
             parts.append(f"{_duration(left)} left")
-        log.info("  ".join(parts))
+        log.info("  ".join(parts), extra=self._extra)
 
     def _time_left(self, trainer: L.Trainer) -> float | None:
         """The rest of the fit at this fit's pace so far (its validations included)."""
@@ -127,7 +132,7 @@ class ProgressLog(L.Callback):
             name, batches = "prediction", trainer.num_predict_batches
         else:
             name, batches = "validation", trainer.num_val_batches
-        log.info(f"{name}  batch {batch_idx + 1}/{batches[dataloader_idx]}")
+        log.info(f"{name}  batch {batch_idx + 1}/{batches[dataloader_idx]}", extra=self._extra)
 
     on_predict_batch_end = on_validation_batch_end
 
@@ -140,9 +145,10 @@ class ProgressLog(L.Callback):
             return
         fitting = trainer.state.fn == TrainerFn.FITTING
         where = f"epoch {trainer.current_epoch + 1}/{trainer.max_epochs} " if fitting else ""
-        log.info(f"{where}validation done  {shown}")
+        log.info(f"{where}validation done  {shown}", extra=self._extra)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self.active:
             took = time.monotonic() - self._fit_start[0]
-            log.info(f"training done: {trainer.global_step} steps in {_duration(took)}")
+            note = f"training done: {trainer.global_step} steps in {_duration(took)}"
+            log.info(note, extra=self._extra)

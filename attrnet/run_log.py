@@ -2,9 +2,10 @@
 
 ``conf/hydra/default.yaml`` configures Python logging for every ``attrnet-*`` job: the console
 (messages as they are, warnings and errors on stderr) and the run folder's log file (with time
-and source), both behind :class:`ChatterFilter` and :class:`RankZeroFilter`; Lightning's loggers
-hand their messages to them. :class:`RunLogCallback` (a Hydra callback, registered there too)
-routes Python warnings into the same handlers and writes a failed job's traceback to its log.
+and source), both behind :class:`ChatterFilter` and :class:`RankZeroFilter`, the console also
+behind :class:`FileOnlyFilter`; Lightning's loggers hand their messages to them.
+:class:`RunLogCallback` (a Hydra callback, registered there too) routes Python warnings into the
+same handlers and writes a failed job's traceback to its log.
 """
 
 from __future__ import annotations
@@ -47,6 +48,14 @@ class RankZeroFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return getattr(rank_zero_only, "rank", 0) == 0 or record.levelno >= logging.ERROR
+
+
+class FileOnlyFilter(logging.Filter):
+    """Drop records marked ``file_only`` from the console: the progress lines while Lightning's
+    progress bar draws on the terminal (:class:`attrnet.progress.ProgressLog`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, "file_only", False)
 
 
 class LevelBelowFilter(logging.Filter):
