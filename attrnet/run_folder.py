@@ -41,9 +41,25 @@ def run_outputs(cfg: DictConfig) -> list[Path]:
         if callback is not None and callback.get("dirpath"):
             paths.append(resolved(callback.dirpath))
     for logger in (cfg.get("logger") or {}).values():
-        if logger is not None and logger.get("save_dir"):
-            paths.append(resolved(Path(logger.save_dir) / str(logger.get("name") or "")))
+        if logger is not None:
+            paths += [resolved(path) for path in _logger_paths(logger)]
     return sorted({path for path in paths if path != folder and path.is_relative_to(folder)})
+
+
+def _logger_paths(logger: DictConfig) -> list[Path]:
+    """Where a logger config writes: its folder (TensorBoard, CSV: save_dir/name; W&B:
+    save_dir/wandb), an MLflow SQLite store and its artifact folder."""
+    paths = []
+    if logger.get("save_dir"):
+        wandb = str(logger.get("_target_", "")).endswith("WandbLogger")
+        name = "wandb" if wandb else str(logger.get("name") or "")
+        paths.append(Path(logger.save_dir) / name)
+    uri = str(logger.get("tracking_uri") or "")
+    if uri.startswith("sqlite:///"):
+        paths.append(Path(uri.removeprefix("sqlite:///")))
+    if logger.get("artifact_location"):
+        paths.append(Path(logger.artifact_location))
+    return paths
 
 
 def _present(path: Path) -> bool:

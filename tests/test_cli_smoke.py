@@ -1,9 +1,11 @@
-"""The console scripts as a user runs them: a Hydra multirun of attrnet-train, then predict."""
+"""The console scripts as a user runs them: a Hydra multirun of attrnet-train, then predict;
+each job's run folder keeps its log (``train.log``, ``predict.log``) with what it printed."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +25,11 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path: Path) -> None:
         "model=resnet50,resnet50_attention",
         *TINY_OVERRIDES,
         "trainer.accelerator=cpu",
+        "trainer.enable_progress_bar=true",  # no terminal here: progress lines instead of the bar
+        "callbacks.progress.interval_s=0",
     ]  # no path overrides: logs/ under the launch directory, as a user gets it
-    subprocess.run(command, cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     sweeps = list((tmp_path / "logs" / "train" / "multiruns").iterdir())
     assert len(sweeps) == 1
     jobs = sorted(p for p in sweeps[0].iterdir() if p.is_dir() and p.name.isdigit())
@@ -33,6 +38,8 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path: Path) -> None:
         assert attention in (job / ".hydra" / "config.yaml").read_text()
         assert json.loads((job / "metrics.json").read_text())["summary"]["mA"] > 0
         assert (job / "checkpoints" / "last.ckpt").exists() and (job / "split.json").is_file()
+        _check_train_log(job, jobs, done.stdout)
+    assert "━" not in done.stdout + done.stderr  # no progress bar drawn into a pipe
 
     query = next((tmp_path / "cache").glob("market_synthetic-*")) / "query"
     out = tmp_path / "classification_test.csv"
@@ -50,3 +57,44 @@ def test_multirun_sweep_writes_one_run_folder_per_job(tmp_path: Path) -> None:
         text=True,
     )
     assert len(out.read_text().splitlines()) == 1 + len(list(query.iterdir()))
+    (predict_log,) = (tmp_path / "logs" / "predict" / "runs").glob("*/predict.log")
+    assert f"Wrote {len(list(query.iterdir()))} predictions to {out}" in predict_log.read_text()
+
+
+def _check_train_log(job: Path, jobs: list[Path], printed: str) -> None:
+    """``train.log`` of one multirun job: what the run printed (Lightning's messages, the
+    model summary, progress lines, the final tables, the run folder), nothing of the other job,
+    no third-party tips or deprecation notices, no warning at all on this clean run."""
+    text = (job / "train.log").read_text()
+    for line in (
+        "GPU available: False, used: False",
+        "Trainable params",
+        "epoch 1/2  batch 1/",
+        "epoch 2/2 validation done  val/mA ",
+        "OptimizerSwap: epoch 1, step ",
+        "Final metrics (epoch",
+        "Per attribute (val):",
+        f"Run folder: {job}",
+    ):
+        assert line in text and line in printed
+    progress = r"batch \d+/\d+  step \d+  loss \d\.\d{4}  \d+ img/s  \d+:\d\d:\d\d left"
+    assert re.search(progress, text)
+    assert all(f"Run folder: {other}\n" not in text for other in jobs if other != job)
+    for chatter in ("Tip:", "LeafSpec", "litlogger", "persistent_workers"):
+        assert chatter not in text and chatter not in printed
+    assert "[WARNING]" not in text and "[ERROR]" not in text
+
+
+def test_a_failed_run_keeps_its_error_in_its_log(tmp_path: Path) -> None:
+    """A run that fails (here: a checkpoint to resume that is not there) has the error and its
+    traceback in train.log; the console shows the error once (Hydra's report)."""
+    run = tmp_path / "run"
+    missing = tmp_path / "missing.ckpt"
+    command = [_script("attrnet-train"), f"ckpt_path={missing}", f"hydra.run.dir={run}"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 1
+    log = (run / "train.log").read_text()
+    assert "[ERROR] - the job failed:\nTraceback (most recent call last):" in log
+    assert str(missing) in log.splitlines()[-1]
+    printed = done.stdout + done.stderr
+    assert printed.count("Error executing job") == printed.count("Traceback") == 1

@@ -106,6 +106,7 @@ def test_generic_csv_test_split_metrics_and_reid_without_cameras(
     _run_script(train_cli.main, "attrnet-train", run, overrides, monkeypatch)
     printed = capsys.readouterr().out
     assert "Per attribute (test)" in printed and "test" in printed.split("Final metrics")[1]
+    assert "Per attribute (test)" in (run / "train.log").read_text()  # the run keeps its log
 
     split = pd.read_csv(run / "split.csv")
     assert not (run / "split.json").exists()  # the CSV's own val rows, no identity draw
@@ -140,6 +141,7 @@ def test_generic_csv_test_split_metrics_and_reid_without_cameras(
     ]
     _run_script(reid_cli.main, "attrnet-reid", tmp_path / "reid", reid_overrides, monkeypatch)
     result = json.loads((tmp_path / "reid" / "reid_metrics.json").read_text())["results"]
+    assert "Re-ID (market1501 protocol" in (tmp_path / "reid" / "reid.log").read_text()
     # without camera ids no gallery image is removed: every query keeps its two matches
     assert result["euclidean"]["num_valid_queries"] == 3
     assert result["euclidean"]["num_skipped"] == 0
@@ -153,6 +155,7 @@ def test_attrnet_data_summary_counts(tmp_path: Path, monkeypatch: pytest.MonkeyP
     overrides = ["data=generic_csv", f"data.source.csv={csv}"]
     _run_script(data_cli.main, "attrnet-data", run, overrides, monkeypatch)
     summary = json.loads((run / "dataset_summary.json").read_text())
+    assert "Positives per attribute:" in (run / "data.log").read_text()
     table = pd.read_csv(csv)
     assert summary["attributes"] == ["coat", "bag"] and summary["skipped"] == {}
     assert list(summary["splits"]) == ["train", "val", "test", "query", "gallery"]

@@ -67,6 +67,13 @@ def ddp_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     result = subprocess.run(command, cwd=base, env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Starting with 2 processes" in result.stdout + result.stderr
+    # one log, written by rank 0 only: rank 1 (relaunched by Lightning) repeats none of it
+    log = (run / "train.log").read_text()
+    assert "GLOBAL_RANK: 0, MEMBER: 1/2" in log and "Final metrics" in log
+    assert "GLOBAL_RANK: 1" not in log + result.stdout + result.stderr
+    assert log.count("Seed set to") == 1 and sorted(p.name for p in run.glob("*.log")) == [
+        "train.log"
+    ]
     return run
 
 

@@ -163,6 +163,7 @@ def test_export_refuses_a_graph_that_differs(
     message = capsys.readouterr().err
     assert "model.onnx: not written" in message and "up to 0.001 > tolerance 0.0001" in message
     assert "embedding 0.001" in message
+    assert "model.onnx: not written" in (tmp_path / "run" / "export.log").read_text()
     assert output.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx", "run"]
 

@@ -162,12 +162,14 @@ def test_pk_under_lightning_distributed_injection() -> None:
 
 @pytest.fixture(scope="module")
 def apr_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, float]]:
-    """One tiny joint attribute + identity run (objective=apr) with P x K batches."""
+    """One tiny joint attribute + identity run (objective=apr) with P x K batches, logged to CSV."""
     run = tmp_path_factory.mktemp("apr_run")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
         cfg = compose_config(
-            "train", run, [*TINY_OVERRIDES, "trainer.accelerator=cpu", "objective=apr"]
+            "train",
+            run,
+            [*TINY_OVERRIDES, "trainer.accelerator=cpu", "objective=apr", "logger=csv"],
         )
         metrics = train(cfg).metrics
     return run, metrics

@@ -9,6 +9,7 @@ status 0); training refuses them.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -22,35 +23,36 @@ from attrnet.data.checks import single_class_message, some_names
 from attrnet.data.splits import ATTRIBUTE_SPLITS
 from attrnet.data.summary import dataset_summary, summary_tables, write_summary
 
+log = logging.getLogger(__name__)
+
 
 def summarize(cfg: DictConfig) -> dict[str, Any]:
     """Load ``cfg.data`` and assign its images to splits (images are not decoded, unless
-    ``data.skip_bad_images``), print its summary and write the JSON."""
+    ``data.skip_bad_images``), log its summary (console and data.log) and write the JSON."""
     datamodule = instantiate(cfg.data, cache_images=False)
     datamodule.prepare_data()
     datamodule.assign_splits()
     summary = dataset_summary(datamodule)
     sizes, positives, unknown = summary_tables(summary)
     labelled = sum(summary["splits"].get(name, {}).get("images", 0) for name in ATTRIBUTE_SPLITS)
-    print(f"{labelled} images in train/val/test, {len(summary['attributes'])} attributes\n")
-    print(sizes.to_string())
-    print("\nPositives per attribute:")
-    print(positives.to_string())
+    count = len(summary["attributes"])
+    log.info(f"{labelled} images in train/val/test, {count} attributes\n\n{sizes.to_string()}")
+    log.info(f"\nPositives per attribute:\n{positives.to_string()}")
     if len(unknown):
-        print(f"\nUnknown labels per attribute ({int(unknown.to_numpy().sum())} cells):")
-        print(unknown.to_string())
+        cells = int(unknown.to_numpy().sum())
+        log.info(f"\nUnknown labels per attribute ({cells} cells):\n{unknown.to_string()}")
     flagged = single_class_message(summary["single_class"])
     if flagged:
-        print(f"\nWarning: {flagged}")
+        log.warning(flagged)
     for split, missing in summary["missing_images"].items():
-        print(
-            f"\nMissing image files ({split}): {missing['count']} do not exist: "
+        log.warning(
+            f"missing image files ({split}): {missing['count']} do not exist: "
             + some_names(datamodule.missing_images[split])
         )
     if summary["skipped"]:
-        print("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
+        log.info("\nSkipped: " + ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()))
     path = write_summary(Path(cfg.paths.output_dir) / "dataset_summary.json", summary)
-    print(f"\nSummary: {path}")
+    log.info(f"\nSummary: {path}")
     return summary
 
 

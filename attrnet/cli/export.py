@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from attrnet.cli.errors import reports_user_errors
 from attrnet.inference.export import ExportError, export_onnx
 
 FORMATS = ("onnx",)
+log = logging.getLogger(__name__)
 
 
 def export(cfg: DictConfig) -> Path:
@@ -29,11 +31,13 @@ def export(cfg: DictConfig) -> Path:
         cfg.overwrite,
     )
     height, width = result.info.image_size
-    print(f"input  images: uint8 RGB (N, 3, {height}, {width}), normalised inside the graph")
-    print(f"output {', '.join(result.info.outputs)}")
-    for name, value in result.max_difference.items():
-        print(f"max |onnxruntime - PyTorch| {name:<13} {value:.3g}")
-    print(f"Wrote {result.path} (checked on {result.num_samples} images)")
+    lines = [
+        f"input  images: uint8 RGB (N, 3, {height}, {width}), normalised inside the graph",
+        f"output {', '.join(result.info.outputs)}",
+        *(f"max |onnxruntime - PyTorch| {n:<13} {v:.3g}" for n, v in result.max_difference.items()),
+        f"Wrote {result.path} (checked on {result.num_samples} images)",
+    ]
+    log.info("\n".join(lines))
     return result.path
 
 
@@ -44,7 +48,7 @@ def main(cfg: DictConfig) -> None:
     try:
         export(cfg)
     except ExportError as error:
-        print(f"attrnet-export: {error}", file=sys.stderr)
+        log.error(f"attrnet-export: {error}")
         sys.exit(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -17,6 +18,8 @@ from attrnet.inference.predict import run_module
 from attrnet.models.loading import load_attribute_module
 from attrnet.output_guard import check_outputs
 from attrnet.predictions import prediction_table, write_prediction_csv
+
+log = logging.getLogger(__name__)
 
 
 def predict(cfg: DictConfig) -> Path:
@@ -41,7 +44,7 @@ def predict(cfg: DictConfig) -> Path:
     )
     output = Path(cfg.output)
     write_prediction_csv(output, table)
-    print(f"Wrote {len(table)} predictions to {output}")
+    log.info(f"Wrote {len(table)} predictions to {output}")
     if cfg.figure:
         count = min(cfg.figure_images, len(paths))
         frame = pd.DataFrame(
@@ -50,7 +53,7 @@ def predict(cfg: DictConfig) -> Path:
         shown = [images[i] for i in range(count)]
         figure = predictions_figure(shown, frame, module.threshold, cfg.figure_top_k)
         save_figure(figure, cfg.figure_path)
-        print(f"Drew the predictions of {count} images in {cfg.figure_path}")
+        log.info(f"Drew the predictions of {count} images in {cfg.figure_path}")
     return output
 
 

@@ -9,6 +9,7 @@ as an HParams session of its own. Rank 0 prints the results.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import hydra
@@ -20,13 +21,15 @@ from attrnet.cli.common import CONFIG_PATH
 from attrnet.cli.errors import reports_user_errors
 from attrnet.retrieval.from_config import evaluate
 
+log = logging.getLogger(__name__)
+
 
 @rank_zero_only
 def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_dir: Path) -> None:
-    """The re-ID figures of a run with ``cfg``'s options, as ``attrnet-reid`` prints them."""
+    """Log the re-ID figures of a run with ``cfg``'s options (console and the run's log)."""
     if cfg.mode == "test":
         figures = results[cfg.distances[0]]
-        print(
+        log.info(
             f"Threshold {figures['threshold']:.4f} (validation mean F1 "
             f"{figures['val_mean_f1']:.4f}); lists of at most {figures['max_list_length']} "
             f"images (mean {figures['mean_list_length']:.1f}) -> {output_dir / 'reid_test.txt'}"
@@ -36,9 +39,9 @@ def print_results(results: dict[str, dict[str, float]], cfg: DictConfig, output_
         table = table[[c for c in ("rank1", "rank5", "rank10", "mAP", "mINP") if c in table]]
         table.index.name = "distance"
         extra = ", re-ranked" if cfg.rerank else ""
-        print(f"\nRe-ID ({cfg.mode} protocol, {cfg.features} features{extra}):")
-        print(table.round(4).to_string())
-    print(f"Run folder: {output_dir}")
+        header = f"Re-ID ({cfg.mode} protocol, {cfg.features} features{extra}):"
+        log.info(f"\n{header}\n{table.round(4).to_string()}")
+    log.info(f"Run folder: {output_dir}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="reid")

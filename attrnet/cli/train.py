@@ -5,6 +5,7 @@ re-ID step) and print its metrics tables.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,8 @@ from attrnet.metrics import per_attribute_table
 from attrnet.output_guard import resolved
 from attrnet.run_folder import claim_run_folder
 from attrnet.training import TrainingResult, summary, train
+
+log = logging.getLogger(__name__)
 
 
 class ClaimRunFolder(Callback):
@@ -37,20 +40,20 @@ class ClaimRunFolder(Callback):
 
 
 def print_report(result: TrainingResult) -> None:
-    """The metrics table (val, and test when the data has a test split), the per-attribute
-    tables and the run folder."""
+    """Log (console and train.log) the metrics table (val, and test when the data has a test
+    split), the per-attribute tables and the run folder."""
     best = result.checkpoint
-    print("\nFinal metrics" + (f" ({Path(best).name})" if best else "") + ":")
     if result.test is None:
-        print(format_table(summary(result.metrics)))
+        table = format_table(summary(result.metrics))
     else:
         both = {"val": summary(result.metrics), "test": summary(result.test)}
-        print(pd.DataFrame(both).rename_axis("metric").round(4).to_string())
+        table = pd.DataFrame(both).rename_axis("metric").round(4).to_string()
+    log.info("\nFinal metrics" + (f" ({Path(best).name})" if best else "") + f":\n{table}")
     for split, values in (("val", result.metrics), ("test", result.test)):
         if values is not None:
-            print(f"\nPer attribute ({split}):")
-            print(per_attribute_table(values, result.attributes).round(4).to_string())
-    print(f"\nRun folder: {result.output_dir}")
+            table = per_attribute_table(values, result.attributes).round(4).to_string()
+            log.info(f"\nPer attribute ({split}):\n{table}")
+    log.info(f"\nRun folder: {result.output_dir}")
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_PATH, config_name="train")

@@ -83,4 +83,6 @@ def evaluate(
     )
     if own_session and trainer.is_global_zero:
         log_final_metrics(loggers, step)  # closes the HParams session
+        for logger in loggers:  # as a Trainer's fit ends them (an MLflow run: FINISHED)
+            logger.finalize("success")
     return results
