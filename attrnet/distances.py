@@ -138,7 +138,7 @@ def iter_distance_chunks(
     """Yield ``(first_query_row, block)``: the distances of ``chunk_size`` queries at a time.
 
     For consumers that reduce each block (top-k, row maxima) and never need the whole matrix.
-    Definitions as in :func:`compute_distance`; inputs are checked before the first yield.
+    Definitions as in ``compute_distance``; inputs are checked before the first yield.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
@@ -187,7 +187,7 @@ def paired_distance(
 ) -> np.ndarray:
     """Distance between matching rows of ``a`` and ``b`` (broadcast over leading dimensions).
 
-    Same definitions as :func:`compute_distance`, computed directly from differences; used to
+    Same definitions as ``compute_distance``, computed directly from differences; used to
     score a few chosen pairs without building a whole matrix.
     """
     a, b = as_float32(a), as_float32(b)

@@ -1,4 +1,4 @@
-"""Screenshots of TensorBoard's Time Series and HParams tabs for the README, in headless Chromium.
+"""Screenshots of TensorBoard's Time Series and HParams tabs for the docs, in headless Chromium.
 
 Serves ``tensorboard --logdir LOGDIR`` on localhost, opens each page in headless Chromium and
 waits in real time before the capture (Chromium's ``--screenshot`` fires before the charts

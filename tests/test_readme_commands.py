@@ -1,8 +1,8 @@
-"""Every console command that README.md and experiments/README.md show composes with the real
-configs (its groups, options and override keys exist, and the config resolves), and every config
-key or ``group=option`` they name in passing exists.
+"""Every console command that README.md, experiments/README.md and the documentation pages
+(docs/**/*.md) show composes with the real configs (its groups, options and override keys exist,
+and the config resolves), and every config key or ``group=option`` they name in passing exists.
 
-A command is taken from the READMEs' code (indented and fenced blocks, inline code spans) as a
+A command is taken from the pages' code (indented and fenced blocks, inline code spans) as a
 user would type it; placeholders (``<run>``, ``$(...)``, ``$S``) stay as text or are left out, and
 a sweep (``-m a=x,y``) is composed with its first value.
 """
@@ -20,7 +20,14 @@ from omegaconf import OmegaConf
 from tests.conftest import REPO
 from tests.helpers import compose_config, needs
 
-READMES = (REPO / "README.md", REPO / "experiments" / "README.md")
+#: the pages users read: the READMEs and the site's own pages (not the linked experiments/results
+#: records, which keep the commands of their time)
+DOCS = REPO / "docs"
+READMES = (
+    REPO / "README.md",
+    REPO / "experiments" / "README.md",
+    *sorted(p for p in DOCS.rglob("*.md") if p.resolve().is_relative_to(DOCS.resolve())),
+)
 #: console script (or ``python -m attrnet.cli.<name>``) -> its config in conf/
 CONFIGS = {
     "train": "train",
@@ -121,6 +128,13 @@ def test_the_readmes_show_commands_of_every_script() -> None:
     names = {name for name, _ in COMMANDS}
     assert names == set(CONFIGS.values())
     assert len(COMMANDS) >= 40, COMMANDS
+
+
+def test_the_docs_pages_are_read() -> None:
+    """The site's pages, the API pages included, are read; the linked results records are not."""
+    pages = {p.relative_to(REPO).as_posix() for p in READMES}
+    assert {"docs/index.md", "docs/reid.md", "docs/api/load.md"} <= pages
+    assert not [p for p in pages if p.startswith("docs/results/")]
 
 
 def _case(name: str, overrides: tuple[str, ...]) -> pytest.ParameterSet:

@@ -76,7 +76,7 @@ class Model:
         """Attribute probabilities: one row per image (indexed by path, or ``[i]`` for
         in-memory images), one column per attribute.
 
-        >>> model.predict("person.jpg").round(2)
+            >>> model.predict("person.jpg").round(2)
         """
         inputs = self._inputs(images)
         probabilities = self._run(inputs, "probabilities")
@@ -84,10 +84,10 @@ class Model:
         return pd.DataFrame(probabilities, index=index, columns=self.attribute_names)
 
     def decode(self, table: pd.DataFrame) -> pd.DataFrame:
-        """Decisions for a :meth:`predict` table: the study's 1/2 coding with age 1-4 for the 32
+        """Decisions for a ``predict`` table: the study's 1/2 coding with age 1-4 for the 32
         Market targets, else 0/1 per attribute (at the model's threshold).
 
-        >>> model.decode(model.predict(["a.jpg", "b.jpg"]))
+            >>> model.decode(model.predict(["a.jpg", "b.jpg"]))
         """
         if list(table.columns) != self.attribute_names:
             raise ValueError(
@@ -102,7 +102,7 @@ class Model:
         """Features (N, D) float32: ``logits`` (the study's re-ID features), ``probabilities``,
         ``embedding`` (pooled backbone, 2048) or ``identity`` (identity-trained models).
 
-        >>> model.features(["a.jpg", "b.jpg"], kind="embedding").shape   # (2, 2048)
+            >>> model.features(["a.jpg", "b.jpg"], kind="embedding").shape   # (2, 2048)
         """
         return self._run(self._inputs(images), kind)
 
@@ -121,7 +121,7 @@ class Model:
         ``distance``: "euclidean" or "cosine" (``attrnet.distances``, numpy). Equal
         distances keep gallery order; a chunk of queries is ranked at a time.
 
-        >>> model.search(["q.jpg"], gallery_paths, top_k=5)
+            >>> model.search(["q.jpg"], gallery_paths, top_k=5)
         """
         if distance not in ("euclidean", "cosine"):
             raise ValueError(f"distance={distance!r}; expected 'euclidean' or 'cosine'")
@@ -144,7 +144,7 @@ class Model:
         """A figure of the images with their ``top_k`` attributes and probabilities (the same
         picture as ``attrnet-predict figure=true``).
 
-        >>> model.show(["a.jpg", "b.jpg"]).savefig("predictions.png")
+            >>> model.show(["a.jpg", "b.jpg"]).savefig("predictions.png")
         """
         from attrnet.inference.figure import predictions_figure  # matplotlib
 
@@ -163,7 +163,7 @@ def load(path: str | Path, device: str = "auto", batch_size: int = 32) -> Model:
 
     ``device``: "auto" (a GPU when present), "cpu", "cuda", "cuda:N" (checkpoints) or "mps".
 
-    >>> model = attrnet.load("logs/train/runs/<run>/checkpoints/last.ckpt", device="cpu")
+        >>> model = attrnet.load("logs/train/runs/<run>/checkpoints/last.ckpt", device="cpu")
     """
     if batch_size < 1:
         raise ValueError(f"batch_size={batch_size}; expected a positive number")

@@ -9,7 +9,7 @@ CMC@k is 1 when a match lies within the first k; AP is the mean over matches of 
 each match; INP = number of matches / (position of the last match + 1). Queries without any
 valid match are skipped. The protocol "study" (the original study's validation) removes nothing.
 
-Instead of sorting every row (too slow at full Market scale on a CPU), :func:`evaluate_rank`
+Instead of sorting every row (too slow at full Market scale on a CPU), ``evaluate_rank``
 only finds where each match lands: a per-row histogram over value bins counts the items in
 lower bins exactly (binning is monotone in the distance), and the few items sharing a bin with
 a match are compared one by one. Matches of a query are found per identity, not by scanning
@@ -299,7 +299,7 @@ def evaluate_rank_loop(
     max_rank: int = 50,
     protocol: Protocol = "market1501",
 ) -> RankResult:
-    """Readable per-query reference for :func:`evaluate_rank` (same result, much slower).
+    """Readable per-query reference for ``evaluate_rank`` (same result, much slower).
 
     Sorts every gallery row, filters it and scores it, query by query, as torchreid does.
     """

@@ -223,7 +223,7 @@ def re_ranking(
 ) -> torch.Tensor:
     """Re-ranked query x gallery distances (float32) from query and gallery features.
 
-    d is ``metric`` (see :func:`compute_distance`); as in the reference, the original distance
+    d is ``metric`` (see ``compute_distance``); as in the reference, the original distance
     is d^2 divided by its row maximum over all N items, neighbour lists rank all N items,
     and the result is (1 - lambda_value) * Jaccard + lambda_value * original. ``chunk_size``
     rows of N distances are computed at a time (chunk_size x N float32 of work memory).

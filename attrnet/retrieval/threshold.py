@@ -1,8 +1,8 @@
 """Variable-length result lists: a distance threshold chosen on validation, then applied.
 
 The study's test mode returns, per query, the gallery images closer than a threshold instead
-of a fixed top-k. :func:`choose_threshold` picks that threshold on a validation split and
-:func:`cut_ranked_lists` applies it.
+of a fixed top-k. ``choose_threshold`` picks that threshold on a validation split and
+``cut_ranked_lists`` applies it.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _limits(num_gallery: int, max_results: int | None, min_results: int) -> tupl
 def best_first(distmat: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Values and gallery indices of the k smallest entries per row, in stable ascending order.
 
-    Equal distances keep gallery order, as in :func:`~attrnet.retrieval.rank.evaluate_rank`.
+    Equal distances keep gallery order, as in ``evaluate_rank``.
     """
     idx = torch.topk(distmat, k, dim=1, largest=False).indices.sort(dim=1).values
     vals, order = distmat.gather(1, idx).sort(dim=1, stable=True)
