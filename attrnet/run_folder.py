@@ -21,7 +21,8 @@ from attrnet.errors import RefusedOutputError
 from attrnet.output_guard import resolved
 
 #: What a training run writes into its folder itself (``datamodule.save_split``,
-#: ``training.write_report``, the re-ID step); checkpoint and logger folders come from the config.
+#: ``training.write_report``, the re-ID step) and where conf/logger's loggers write by default
+#: (whichever the earlier run used); the configured checkpoint and logger folders are added.
 RESULT_NAMES = (
     "split.csv",
     "split.json",
@@ -29,6 +30,11 @@ RESULT_NAMES = (
     "reid_metrics.json",
     "reid_test.txt",
     "ranked_lists",
+    "tensorboard",
+    "csv",
+    "mlflow.db",
+    "mlartifacts",
+    "wandb",
 )
 
 

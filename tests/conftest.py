@@ -61,7 +61,8 @@ def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     run = tmp_path_factory.mktemp("trained_run")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
-        train(compose_config("train", run, [*TINY_OVERRIDES, "trainer.accelerator=cpu"]))
+        overrides = [*TINY_OVERRIDES, "trainer.accelerator=cpu", "logger=many"]  # + csv/
+        train(compose_config("train", run, overrides))
     return run
 
 
@@ -72,7 +73,12 @@ def identity_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.helpers import TINY_OVERRIDES, compose_config
 
     run = tmp_path_factory.mktemp("identity_run")
-    overrides = ["trainer.accelerator=cpu", "model=resnet50_attention", "objective=apr"]
+    overrides = [
+        "trainer.accelerator=cpu",
+        "model=resnet50_attention",
+        "objective=apr",
+        "logger=many",
+    ]
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("ATTRNET_CACHE", str(tmp_path_factory.getbasetemp() / "attrnet-cache"))
         train(compose_config("train", run, [*TINY_OVERRIDES, *overrides]))

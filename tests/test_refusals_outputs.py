@@ -297,7 +297,11 @@ def test_a_run_resumed_in_its_own_folder_goes_on_there(trained_run: Path, tmp_pa
     rows = (folder / "csv" / "metrics.csv").read_text().splitlines()
     last = folder / "checkpoints" / "last.ckpt"
     done = _train(
-        tmp_path, f"hydra.run.dir={folder}", f"ckpt_path={last}", "optimizer.second_epochs=2"
+        tmp_path,
+        f"hydra.run.dir={folder}",
+        f"ckpt_path={last}",
+        "optimizer.second_epochs=2",
+        "logger=many",  # the loggers of the run it resumes
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "exists and is not empty" not in done.stderr

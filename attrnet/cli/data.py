@@ -43,10 +43,10 @@ def summarize(cfg: DictConfig) -> dict[str, Any]:
         log.info(f"\nUnknown labels per attribute ({cells} cells):\n{unknown.to_string()}")
     flagged = single_class_message(summary["single_class"])
     if flagged:
-        log.warning(flagged)
+        log.info(f"\nWarning: {flagged}")
     for split, missing in summary["missing_images"].items():
-        log.warning(
-            f"missing image files ({split}): {missing['count']} do not exist: "
+        log.info(
+            f"\nMissing image files ({split}): {missing['count']} do not exist: "
             + some_names(datamodule.missing_images[split])
         )
     if summary["skipped"]:

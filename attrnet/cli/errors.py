@@ -10,6 +10,7 @@ sweep stops there.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -52,12 +53,23 @@ def user_error_message(error: BaseException) -> str | None:
 
 
 def report_user_error(message: str) -> NoReturn:
-    """Print ``error: <message>`` (with the job in a multirun) and exit with status 2."""
+    """``error: <message>`` (with the job in a multirun) on stderr, and in the run's log where
+    there is one; then exit with status 2."""
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra = HydraConfig.get()
         message = f"job {hydra.job.num} ({hydra.runtime.output_dir}): {message}"
-    print(f"error: {message}", file=sys.stderr, flush=True)
+    line = f"error: {message}"
+    print(line, file=sys.stderr, flush=True)
+    _log_to_files(line)
     sys.exit(USER_ERROR_STATUS)
+
+
+def _log_to_files(line: str) -> None:
+    """The line in the run's log file too (the job's file handler, where there is one)."""
+    record = logging.LogRecord("attrnet", logging.ERROR, __file__, 0, line, None, None)
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)
 
 
 def reports_user_errors(task: Task) -> Task:

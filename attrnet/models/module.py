@@ -64,8 +64,7 @@ class AttributeModule(L.LightningModule):
                 "optimizer": optimizer.phases,
                 "spec": spec.to_dict(),
                 "threshold": threshold,
-            },
-            logger=False,
+            }
         )
         self.val_metrics = AttributeMetrics(spec.attribute_names, threshold=threshold)
         # a NaN loss shows as NaN; not nan_strategy="disable", which drops the weights
