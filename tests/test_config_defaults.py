@@ -83,6 +83,7 @@ def test_the_check_sees_the_parts() -> None:
         "attrnet.data.datamodule.AttributeDataModule",
         "attrnet.models.module.AttributeModule",
         "attrnet.models.backbone.AttributeResNet50",
+        "attrnet.models.timm_net.TimmAttributeNetwork",
         "attrnet.models.identity.IdentityBranch",
         "attrnet.models.losses.WeightedBCEWithLogits.from_ratio",
         "attrnet.callbacks.NonFiniteLossGuard",

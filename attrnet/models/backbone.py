@@ -11,7 +11,7 @@ from torch.utils.checkpoint import checkpoint
 from torchvision.models import resnet50
 
 from attrnet.models.attention import CBAM
-from attrnet.models.network import AttributeNetwork
+from attrnet.models.network import AttributeNetwork, check_arguments
 from attrnet.models.weights import load_imagenet_weights
 
 EMBEDDING_DIM = 2048
@@ -68,10 +68,7 @@ class AttributeResNet50(AttributeNetwork):
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        if num_attributes < 1:
-            raise ValueError(f"num_attributes must be positive, got {num_attributes}")
-        if channels_last not in (True, False, "auto"):
-            raise ValueError(f"channels_last must be true, false or 'auto', got {channels_last!r}")
+        check_arguments(num_attributes, channels_last)
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         stages = sorted(set(attention_stages)) if attention else []

@@ -58,6 +58,14 @@ class AttributeNetwork(nn.Module, HyperparametersMixin):
         return resolve_channels_last(self.channels_last, device)
 
 
+def check_arguments(num_attributes: int, channels_last: bool | str) -> None:
+    """The checks of the contract's own constructor arguments, which every network makes."""
+    if num_attributes < 1:
+        raise ValueError(f"num_attributes must be positive, got {num_attributes}")
+    if channels_last not in (True, False, "auto"):
+        raise ValueError(f"channels_last must be true, false or 'auto', got {channels_last!r}")
+
+
 def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:
     """A ``channels_last`` setting on ``device``: ``auto`` is on for CUDA only."""
     return device.type == "cuda" if setting == "auto" else bool(setting)
