@@ -40,3 +40,20 @@ def image_size(value: Any, key: str) -> tuple[int, int]:
             f"{key} must be two positive integers (height, width), got {_shown(value)}"
         )
     return int(value[0]), int(value[1])
+
+
+#: The smallest image side CPU bf16 training accepts: below it ResNet50's stride-2 3x3
+#: convolutions see 1-pixel-wide maps, where oneDNN 3.12's CPU bf16 kernels (torch 2.14) leave
+#: weight-gradient taps unwritten (garbage, NaN losses on AMX CPUs).
+CPU_BF16_MIN_SIDE = 32
+
+
+def cpu_bf16_image_size(device_type: str, precision: str, image_size: Sequence[int]) -> None:
+    """Refuse CPU bf16 training on images with a side under ``CPU_BF16_MIN_SIDE`` pixels."""
+    if device_type == "cpu" and "bf16" in precision and min(image_size) < CPU_BF16_MIN_SIDE:
+        raise ValueError(
+            f"trainer.precision={precision} on the CPU needs data.image_size of at least "
+            f"{CPU_BF16_MIN_SIDE} px per side, got {list(image_size)}: oneDNN's CPU bf16 "
+            "convolutions compute wrong gradients on the 1-pixel-wide maps smaller images give; "
+            f"use images of {CPU_BF16_MIN_SIDE} px or more, or trainer.precision=32-true"
+        )

@@ -22,6 +22,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf
 
+from attrnet import config_checks
 from attrnet.checkpoints import load_checkpoint
 from attrnet.data.datamodule import AttributeDataModule
 from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
@@ -140,6 +141,8 @@ def train(cfg: DictConfig) -> TrainingResult:
         cfg.trainer, callbacks=callbacks, logger=loggers, max_epochs=max_epochs
     )
     _check_ddp_launch(trainer)
+    device, precision = trainer.strategy.root_device.type, str(trainer.precision)
+    config_checks.cpu_bf16_image_size(device, precision, datamodule.image_size)
     steps_per_epoch = len(datamodule.train_dataloader()) // (
         trainer.world_size * trainer.accumulate_grad_batches
     )

@@ -30,7 +30,7 @@ Market's augmentation, interleaved, best of ``--data-repeats``.
     # one GPU: the gpu and gpu_4gb presets, both models, 256x128, batch 128, 4 GB cap on gpu_4gb
     python experiments/bench_train.py --presets gpu gpu_4gb --sizes 256x128 --memory-cap-gib 3.5
     # extra Hydra overrides for the attrnet runs, e.g. torch.compile of the trunk
-    python experiments/bench_train.py --presets gpu --override model.compile=true
+    python experiments/bench_train.py --presets gpu --override model.net.compile=true
 """
 
 from __future__ import annotations

@@ -465,3 +465,14 @@ def test_atomic_outputs_get_the_mode_a_plain_open_gives(tmp_path: Path, umask: i
     assert (tmp_path / "atomic.txt").stat().st_mode == plain
     assert (tmp_path / "atomic.bin").stat().st_mode == plain
     assert (tmp_path / "kept.txt").stat().st_mode & 0o777 == 0o604  # an existing file's own
+
+
+def test_cpu_bf16_refuses_images_narrower_than_32_pixels(tmp_path: Path) -> None:
+    """oneDNN's CPU bf16 kernels misbehave on 1-pixel-wide maps: refused before any step."""
+    done = _train(tmp_path, "data.image_size=[32,16]", "trainer.precision=bf16-mixed")
+    _refused(
+        done,
+        r"trainer.precision=bf16-mixed on the CPU needs data.image_size of at least "
+        r"32 px per side, got \[32, 16\]: .*trainer.precision=32-true",
+    )
+    assert not list(tmp_path.rglob("*.ckpt"))

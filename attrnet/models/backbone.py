@@ -45,8 +45,9 @@ class AttributeResNet50(AttributeNetwork):
             initialised network begins as a shallow one and trains faster (Goyal et al. 2017).
         channels_last: train in the channels_last memory format: true, false or ``"auto"`` (on
             CUDA, where it speeds up mixed-precision convolutions).
-        compile: ``torch.compile`` the convolutional trunk (GPU: faster steps after a warm-up);
-            parameter names in checkpoints stay the same.
+        compile: ``torch.compile`` the convolutional trunk when a fit starts (GPU: faster steps
+            after a warm-up), or ``"reduce-overhead"``: also capture its forward and backward in
+            CUDA graphs (CUDA only; nothing is compiled elsewhere). Parameter names stay.
     """
 
     embedding_dim = EMBEDDING_DIM
@@ -64,11 +65,11 @@ class AttributeResNet50(AttributeNetwork):
         activation_checkpointing: bool | Sequence[int] = False,
         zero_init_residual: bool = True,
         channels_last: bool | str = "auto",
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        check_arguments(num_attributes, channels_last)
+        check_arguments(num_attributes, channels_last, compile)
         if last_stride not in (1, 2):
             raise ValueError(f"last_stride must be 1 or 2, got {last_stride}")
         stages = sorted(set(attention_stages)) if attention else []
@@ -91,8 +92,11 @@ class AttributeResNet50(AttributeNetwork):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(EMBEDDING_DIM, num_attributes)
         self.channels_last = channels_last
-        if compile:  # the bound method is compiled; the parameters keep their names
-            self.feature_map = torch.compile(self.feature_map)
+        self.compile_setting = compile  # applied when a fit starts (compile_for)
+
+    def _compile(self, mode: str) -> None:
+        """The bound method is compiled; the parameters keep their names."""
+        self.feature_map = torch.compile(self.feature_map, mode=mode)
 
     def _stage(self, index: int, x: torch.Tensor) -> torch.Tensor:
         """ResNet stage ``index`` (1..4) followed by its CBAM block, if any."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torchmetrics import MeanMetric
 
 from attrnet.metrics import AttributeMetrics
@@ -89,10 +90,13 @@ class AttributeModule(L.LightningModule):
         return float(self.hparams.threshold)
 
     def on_fit_start(self) -> None:
-        """Train in the memory format the network asks for on this device."""
+        """Train in the memory format and compilation the network asks for on this device."""
         self.channels_last = self.net.uses_channels_last(self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
+        setting = self.net.compile_setting
+        if self.net.compile_for(self.device) is None and setting:  # CUDA graphs off CUDA
+            rank_zero_info(f"model.net.compile={setting}: nothing to compile on {self.device}")
 
     def _prepare(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

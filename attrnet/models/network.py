@@ -24,13 +24,17 @@ class AttributeNetwork(nn.Module, HyperparametersMixin):
 
     Subclasses set ``embedding_dim``, ``head`` (the ``nn.Linear`` to A attributes) and
     ``dropout``, implement ``forward_features`` and call ``save_hyperparameters`` in their
-    constructor. ``channels_last`` is the memory format the module trains in (``auto``: on CUDA).
+    constructor. ``channels_last`` is the memory format the module trains in (``auto``: on CUDA);
+    ``compile_setting`` (the ``compile`` argument) how the module compiles the network when a fit
+    starts on a device (see :func:`compile_mode`), through the subclass's ``_compile``.
     """
 
     embedding_dim: int
     head: nn.Linear
     dropout: nn.Module
     channels_last: bool | str = False
+    compile_setting: bool | str = False
+    _compiled = False
 
     def forward_features(self, images: torch.Tensor) -> torch.Tensor:
         """The pooled embedding (B, ``embedding_dim``)."""
@@ -57,13 +61,41 @@ class AttributeNetwork(nn.Module, HyperparametersMixin):
         """Whether to train in channels_last on ``device``."""
         return resolve_channels_last(self.channels_last, device)
 
+    def compile_for(self, device: torch.device) -> str | None:
+        """Compile the network for a fit on ``device`` as its ``compile`` setting says (once);
+        returns the ``torch.compile`` mode used, or None."""
+        mode = compile_mode(self.compile_setting, device)
+        if mode is not None and not self._compiled:
+            self._compile(mode)
+            self._compiled = True
+        return mode
 
-def check_arguments(num_attributes: int, channels_last: bool | str) -> None:
+    def _compile(self, mode: str) -> None:
+        """``torch.compile`` the network's trunk in ``mode``, keeping its parameters' names."""
+        raise NotImplementedError
+
+
+#: The ``compile`` settings: off, ``torch.compile``'s default mode, or its CUDA-graph mode.
+COMPILE_SETTINGS = (False, True, "reduce-overhead")
+
+
+def compile_mode(setting: bool | str, device: torch.device) -> str | None:
+    """The ``torch.compile`` mode of a ``compile`` setting on ``device``: None when off;
+    ``reduce-overhead`` captures the trunk's fixed-shape forward and backward in CUDA graphs, so
+    it applies on CUDA only (elsewhere there is no graph to capture and nothing is compiled)."""
+    if setting == "reduce-overhead":
+        return setting if device.type == "cuda" else None
+    return "default" if setting else None
+
+
+def check_arguments(num_attributes: int, channels_last: bool | str, compile: bool | str) -> None:
     """The checks of the contract's own constructor arguments, which every network makes."""
     if num_attributes < 1:
         raise ValueError(f"num_attributes must be positive, got {num_attributes}")
     if channels_last not in (True, False, "auto"):
         raise ValueError(f"channels_last must be true, false or 'auto', got {channels_last!r}")
+    if compile not in COMPILE_SETTINGS:
+        raise ValueError(f"compile must be true, false or 'reduce-overhead', got {compile!r}")
 
 
 def resolve_channels_last(setting: bool | str, device: torch.device) -> bool:

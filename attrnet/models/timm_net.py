@@ -55,7 +55,8 @@ class TimmAttributeNetwork(AttributeNetwork):
             ``experiment=gpu_4gb``) turns it on as ``True`` does.
         channels_last: train in the channels_last memory format: true, false or ``"auto"`` (on
             CUDA).
-        compile: ``torch.compile`` the timm network (parameter names in checkpoints stay).
+        compile: ``torch.compile`` the timm network when a fit starts, or ``"reduce-overhead"``:
+            also in CUDA graphs (CUDA only); parameter names in checkpoints stay.
     """
 
     def __init__(
@@ -69,11 +70,11 @@ class TimmAttributeNetwork(AttributeNetwork):
         weights_path: str | Path | None = None,
         activation_checkpointing: bool | Sequence[int] = False,
         channels_last: bool | str = "auto",
-        compile: bool = False,
+        compile: bool | str = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(logger=False)
-        check_arguments(num_attributes, channels_last)
+        check_arguments(num_attributes, channels_last, compile)
         if img_size is not None and (len(img_size) != 2 or min(img_size) < 1):
             raise ValueError(f"img_size must be [height, width], got {list(img_size)}")
         self.trunk = create_trunk(name, img_size, drop_path_rate)
@@ -86,8 +87,11 @@ class TimmAttributeNetwork(AttributeNetwork):
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(self.embedding_dim, num_attributes)
         self.channels_last = channels_last
-        if compile:  # compiled in place: the parameters keep their names
-            self.trunk.compile()
+        self.compile_setting = compile  # applied when a fit starts (compile_for)
+
+    def _compile(self, mode: str) -> None:
+        """Compiled in place: the parameters keep their names."""
+        self.trunk.compile(mode=mode)
 
     def train(self, mode: bool = True) -> TimmAttributeNetwork:
         """Training mode recomputes the trunk's blocks in backward when checkpointing is on;
