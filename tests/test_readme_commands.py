@@ -53,6 +53,7 @@ CONTEXTS = [
     (),
     ("data=peta",),
     ("data=pa100k",),
+    ("data=rap",),
     ("objective=apr",),
     ("reid=default",),
     ("experiment=optimizer_ablation",),
