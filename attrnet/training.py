@@ -2,8 +2,8 @@
 checkpoint's validation, the test split's evaluation, the final logging, ``metrics.json`` and
 the optional re-ID step.
 
-The run folder receives ``split.csv`` (+ ``split.json`` for an identity split), TensorBoard and
-CSV logs, checkpoints (best + last) and ``metrics.json`` with every final validation metric and,
+The run folder receives ``split.csv`` (+ ``split.json`` for an identity split), the loggers'
+files, checkpoints (best + last) and ``metrics.json`` with every final validation metric and,
 when the data has test images, the best checkpoint's test metrics (also logged once as
 ``test/*``). ``attrnet-train`` composes the config, calls ``train`` and prints its result.
 """

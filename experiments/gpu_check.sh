@@ -29,8 +29,14 @@ timeout 200 $bench --presets gpu gpu_4gb --memory-cap-gib 3.5 --profile 10 \
 # the NaN guard's cost: the same gpu run without it
 timeout 60 $bench --presets gpu --models resnet50 --skip-plain --skip-pil \
     --override '~callbacks.nonfinite_loss' --out "$out/bench_train_gpu_noguard.json" 2>&1 | tail -3
+# the CUDA-graph switch: the same gpu run with the trunk captured in CUDA graphs
+timeout 120 $bench --presets gpu --models resnet50 --skip-plain --skip-pil \
+    --override model.net.compile=reduce-overhead --out "$out/bench_train_gpu_graphs.json" 2>&1 | tail -3
 # a real run's epoch (validation, checkpoints, logging) against steady state x steps
 timeout 150 $bench --presets gpu --models resnet50 --skip-plain --skip-pil --real-epochs 3 \
     --out "$out/bench_train_real_epoch.json" 2>&1 | tail -3
+# timm backbones beside ResNet50 (needs timm on the machine; skipped rows say why)
+timeout 120 python3 experiments/bench_backbones.py --size 256x128 --batch 64 --steps 20 \
+    --out "$out/bench_backbones_gpu.json" 2>&1 | tail -8
 echo "test suite exit status: $suite"
 exit "$suite"

@@ -58,6 +58,7 @@ CONTEXTS = [
     ("reid=default",),
     ("experiment=optimizer_ablation",),
     ("trainer=ddp",),
+    ("model=timm", "model.net.name=convnext_tiny"),
 ]
 
 
