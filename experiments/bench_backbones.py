@@ -33,11 +33,11 @@ import traceback
 from typing import Any
 
 import torch
-from attrnet.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from bench_runs import NATIVE_SIZE, attrnet_run, compose  # experiments/ is on sys.path
 from omegaconf import OmegaConf
 
 from attrnet.attributes import MARKET_TARGETS
+from attrnet.data.normalize import IMAGENET_MEAN, IMAGENET_STD
 from attrnet.inference.info import OUTPUT_NAMES
 from attrnet.inference.predict import prediction_trainer, run_module
 from attrnet.io import atomic_write_text
