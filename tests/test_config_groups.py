@@ -114,6 +114,21 @@ def test_recipe_choices_are_rethinking_of_par(choice: str) -> None:
     assert cfg.model.net.pretrained and cfg.trainer.gradient_clip_val == 10.0
 
 
+def test_dataset_recipes_are_the_par_recipes_with_their_data() -> None:
+    """peta_baseline is par_baseline on PETA, and so on: one recipe, the data added."""
+    for recipe, data, named_recipe in (
+        ("experiment=par_baseline", "data=peta", "experiment=peta_baseline"),
+        ("experiment=par_baseline", "data=rap", "experiment=rap_baseline"),
+        ("experiment=par_swap", "data=pa100k", "experiment=pa100k_swap"),
+    ):
+        shared = OmegaConf.to_container(_compose(recipe, data))
+        named = OmegaConf.to_container(_compose(named_recipe))
+        assert shared.pop("task_name") == recipe.split("=")[1]
+        assert named.pop("task_name") == named_recipe.split("=")[1]
+        del shared["hydra"], named["hydra"]  # the overrides that chose them
+        assert shared == named
+
+
 def test_swap_recipe_choices_run_the_study_swap() -> None:
     for experiment in ("experiment=peta_swap", "experiment=pa100k_swap"):
         adamw, sgd = _phases(_compose(experiment))
