@@ -7,13 +7,17 @@ before any work, so no case trains; the session's ``trained_run`` gives the chec
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
+import logging
 import os
 import re
 import shutil
 import subprocess
 import sys
+import traceback
 import warnings
 from pathlib import Path
 
@@ -25,6 +29,9 @@ from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
 from attrnet.checkpoints import CheckpointError, load_checkpoint
+from attrnet.cli import export as export_cli
+from attrnet.cli import predict as predict_cli
+from attrnet.cli import train as train_cli
 from attrnet.cli.errors import user_error_message
 from attrnet.csv_logger import ResumableCSVLogger
 from attrnet.errors import DataError, RefusedOutputError
@@ -37,6 +44,7 @@ SCRIPTS = Path(sys.executable).parent
 
 
 def _run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """The console script as a user runs it: its own process."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", **env}
     return subprocess.run(
         [str(SCRIPTS / script), *args],
@@ -46,6 +54,37 @@ def _run(script: str, *args: str, cwd: Path, **env: str) -> subprocess.Completed
         text=True,
         timeout=300,
     )
+
+
+ENTRY_POINTS = {"attrnet-train": train_cli.main, "attrnet-predict": predict_cli.main,
+                "attrnet-export": export_cli.main}  # fmt: skip
+
+
+def _call(script: str, *args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess:
+    """The console script's entry point in this process, as its command line would run it (the
+    same Hydra composition, callbacks, logging and exit status as ``_run``, without a process's
+    start-up): its exit status and what it wrote to stdout and stderr."""
+    out, err, status = io.StringIO(), io.StringIO(), 0
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # Hydra's job logging replaces them
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(cwd)
+        patch.setattr(sys, "argv", [script, *args])
+        for key, value in env.items():
+            patch.setenv(key, value)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                ENTRY_POINTS[script]()
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 1
+            except Exception:  # a bug's trace, as the process would print it (exit status 1)
+                traceback.print_exc(file=err)
+                status = 1
+            finally:
+                for handler in root.handlers:  # the run's log file is complete
+                    handler.close()
+                root.handlers[:], root.level = handlers, level
+    return subprocess.CompletedProcess([script, *args], status, out.getvalue(), err.getvalue())
 
 
 def _refused(done: subprocess.CompletedProcess, pattern: str) -> str:
@@ -92,7 +131,7 @@ def test_export_refuses_its_checkpoint_and_an_existing_file(run: dict, tmp_path:
     """The issue's case (a 283 MB checkpoint replaced by ONNX), here given relative to the
     launch folder; and an earlier export."""
     relative = os.path.relpath(run["ckpt"], tmp_path)  # ../trained_run0/checkpoints/last.ckpt
-    done = _run("attrnet-export", f"ckpt_path={run['ckpt']}", f"output={relative}", cwd=tmp_path)
+    done = _call("attrnet-export", f"ckpt_path={run['ckpt']}", f"output={relative}", cwd=tmp_path)
     _refused(
         done,
         re.escape(
@@ -102,7 +141,7 @@ def test_export_refuses_its_checkpoint_and_an_existing_file(run: dict, tmp_path:
     _unchanged(run)
     existing = tmp_path / "model.onnx"
     existing.write_bytes(b"an earlier export")
-    done = _run("attrnet-export", f"ckpt_path={run['ckpt']}", f"output={existing}", cwd=tmp_path)
+    done = _call("attrnet-export", f"ckpt_path={run['ckpt']}", f"output={existing}", cwd=tmp_path)
     _refused(
         done,
         re.escape(
@@ -149,7 +188,7 @@ def test_predict_refuses_its_inputs_and_replaces_a_file_only_with_overwrite(
     images = _sums(query)
     inside = query / "predictions.csv"
     arguments = [f"ckpt_path={run['ckpt']}", f"images_dir={query}"]
-    done = _run("attrnet-predict", *arguments, f"output={inside}", cwd=tmp_path)
+    done = _call("attrnet-predict", *arguments, f"output={inside}", cwd=tmp_path)
     message = f"output={inside} lies inside the input folder images_dir={query}; write it elsewhere"
     _refused(done, re.escape(message))
     assert _sums(query) == images and not inside.exists()
@@ -157,7 +196,7 @@ def test_predict_refuses_its_inputs_and_replaces_a_file_only_with_overwrite(
     csv, figure = tmp_path / "classification_test.csv", tmp_path / "predictions.png"
     csv.write_text("an earlier result\n")
     arguments.append(f"output={csv}")
-    done = _run("attrnet-predict", *arguments, cwd=tmp_path)
+    done = _call("attrnet-predict", *arguments, cwd=tmp_path)
     _refused(
         done,
         re.escape(
@@ -167,7 +206,7 @@ def test_predict_refuses_its_inputs_and_replaces_a_file_only_with_overwrite(
     assert csv.read_text() == "an earlier result\n"
     mode = csv.stat().st_mode
     figure_options = ["figure=true", f"figure_path={figure}"]
-    done = _run("attrnet-predict", *arguments, "overwrite=true", *figure_options, cwd=tmp_path)
+    done = _call("attrnet-predict", *arguments, "overwrite=true", *figure_options, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert len(csv.read_text().splitlines()) == 1 + len(list(query.iterdir()))
     assert csv.stat().st_mode == mode  # a replaced file keeps its mode, as open() keeps it
@@ -182,9 +221,9 @@ def test_predict_names_a_missing_checkpoint_and_gives_the_trace_on_request(
 ) -> None:
     missing = tmp_path / "missing.ckpt"
     arguments = [f"ckpt_path={missing}", f"images_dir={query}"]
-    done = _run("attrnet-predict", *arguments, cwd=tmp_path)
+    done = _call("attrnet-predict", *arguments, cwd=tmp_path)
     _refused(done, re.escape(f"{missing}: checkpoint file does not exist"))
-    done = _run("attrnet-predict", *arguments, cwd=tmp_path, HYDRA_FULL_ERROR="1")
+    done = _call("attrnet-predict", *arguments, cwd=tmp_path, HYDRA_FULL_ERROR="1")
     assert done.returncode == 1 and "Traceback (most recent call last)" in done.stderr
     assert done.stderr.strip().endswith(f"{missing}: checkpoint file does not exist")
 
@@ -193,7 +232,7 @@ def test_predict_names_a_missing_checkpoint_and_gives_the_trace_on_request(
 
 
 def _train(tmp_path: Path, *overrides: str, **env: str) -> subprocess.CompletedProcess:
-    return _run(
+    return _call(
         "attrnet-train", *TINY_OVERRIDES, "trainer.accelerator=cpu", *overrides, cwd=tmp_path, **env
     )
 
